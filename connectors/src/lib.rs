@@ -1,0 +1,18 @@
+//! The edge of feedflow: the event contract and the transports.
+//!
+//! - [`config`]: the typed TOML configuration shared by every crate.
+//! - [`event`]: the typed events of the wire format.
+//! - [`codec`]: bytes to validated events, or a typed rejection.
+//! - [`dlq`]: dead-letter records for rejected input.
+//! - [`jsonl`]: the recorded-log source and the JSONL output sinks.
+
+pub mod codec;
+pub mod config;
+pub mod dlq;
+pub mod event;
+pub mod jsonl;
+
+pub use codec::{decode, encode, DecodeLimits, RejectReason, Rejection};
+pub use config::Config;
+pub use dlq::DlqRecord;
+pub use event::*;

@@ -1,0 +1,21 @@
+//! Domain-agnostic building blocks for timely/differential dataflows.
+//!
+//! - [`tick_batch`]: per-tick, per-key delivery of complete batches (deterministic state updates).
+//! - [`sliding_window`]: sliding windows as retractions in differential.
+//! - [`expire`]: drop records once older than a time-to-live.
+//! - [`top_k`]: incrementally maintained top-k per key and globally.
+//! - [`dedupe`]: drop repeated ids within a bounded horizon.
+//! - [`decayed_vector`]: exponentially time-decayed vector sums.
+//! - [`session_window`]: the last N actions of the current session.
+//! - [`vector_shard`]: a validated usearch HNSW shard.
+//! - [`hash`]: stable hashing for routing.
+
+pub mod decayed_vector;
+pub mod dedupe;
+pub mod expire;
+pub mod hash;
+pub mod session_window;
+pub mod sliding_window;
+pub mod tick_batch;
+pub mod top_k;
+pub mod vector_shard;

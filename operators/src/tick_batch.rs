@@ -1,0 +1,77 @@
+//! Collects each tick's records at their owner worker and hands them over once the tick is complete.
+//!
+//! The workhorse of the stateful stages: a tick's records are delivered only
+//! when no more can arrive for it, and in tick order, so a stage can sort them
+//! and apply them to its state deterministically, whatever the arrival order,
+//! worker count or partitioning.
+//!
+//! ```
+//! use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
+//! use feedflow_operators::tick_batch::TickBatch;
+//! let captured = timely::example(|scope| {
+//!     (0..10u64).to_stream(scope)
+//!         .tick_batch("Sum", |x: &u64| *x, |_tick, mut batch: Vec<u64>, out: &mut Vec<u64>| {
+//!             batch.sort();
+//!             out.push(batch.iter().sum());
+//!         })
+//!         .capture()
+//! });
+//! assert_eq!(captured.extract(), vec![(0, vec![45])]);
+//! ```
+
+use std::collections::BTreeMap;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+/// Buffers records per tick and applies `logic` to each completed tick, in order.
+pub trait TickBatch<'scope, D: timely::ExchangeData + Clone> {
+    /// Routes each record to the worker `route(record) % peers`, then calls
+    /// `logic(tick, records, output)` once per tick that received records,
+    /// after every worker has finished that tick. Output is stamped with the tick.
+    fn tick_batch<D2, R, L>(self, name: &str, route: R, logic: L) -> StreamVec<'scope, u64, D2>
+    where
+        D2: Clone + 'static,
+        R: Fn(&D) -> u64 + 'static,
+        L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static;
+}
+
+impl<'scope, D: timely::ExchangeData + Clone> TickBatch<'scope, D> for StreamVec<'scope, u64, D> {
+    fn tick_batch<D2, R, L>(self, name: &str, route: R, mut logic: L) -> StreamVec<'scope, u64, D2>
+    where
+        D2: Clone + 'static,
+        R: Fn(&D) -> u64 + 'static,
+        L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static,
+    {
+        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
+        let mut produced = Vec::new();
+        self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<D2>>, _, _, _>(
+            Exchange::new(move |d: &D| route(d)),
+            name,
+            move |_, _| {
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let tick = *cap.least().expect("a stamp has a time");
+                        let entry = pending
+                            .entry(tick)
+                            .or_insert_with(|| (cap.retain_least(output.output_index()).expect("retain"), Vec::new()));
+                        for batch in data {
+                            entry.1.append(batch);
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let (tick, (cap, records)) = entry.remove_entry();
+                        logic(tick, records, &mut produced);
+                        if !produced.is_empty() {
+                            output.session(&cap).give_iterator(produced.drain(..));
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
