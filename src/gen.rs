@@ -110,17 +110,12 @@ use serde::{Deserialize, Serialize};
 
 /// Names of the topics; a world uses the first 12–16 of them.
 pub const TOPIC_NAMES: [&str; 16] = [
-    "food", "travel", "music", "sports", "fashion", "gaming", "pets", "tech", "art", "fitness",
-    "comedy", "science", "beauty", "diy", "nature", "cars",
+    "food", "travel", "music", "sports", "fashion", "gaming", "pets", "tech", "art", "fitness", "comedy", "science",
+    "beauty", "diy", "nature", "cars",
 ];
 
 /// The affinity-model coefficients used by [`generate`].
-pub const DEFAULT_MODEL: AffinityModel = AffinityModel {
-    a: 5.0,
-    b: 1.5,
-    c: 0.3,
-    d: -4.8,
-};
+pub const DEFAULT_MODEL: AffinityModel = AffinityModel { a: 5.0, b: 1.5, c: 0.3, d: -4.8 };
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -157,14 +152,7 @@ pub struct GenOptions {
 
 impl Default for GenOptions {
     fn default() -> Self {
-        GenOptions {
-            seed: 1,
-            users: 2_000,
-            posts: 6_000,
-            hours: 6.0,
-            dimensions: 64,
-            start_ts: 1_700_000_000_000,
-        }
+        GenOptions { seed: 1, users: 2_000, posts: 6_000, hours: 6.0, dimensions: 64, start_ts: 1_700_000_000_000 }
     }
 }
 
@@ -189,12 +177,7 @@ impl std::fmt::Display for GenSummary {
         for (i, (t, n)) in self.by_type.iter().enumerate() {
             write!(f, "{}{t} {n}", if i > 0 { ", " } else { "" })?;
         }
-        write!(
-            f,
-            "), {} bursts, truth in {}",
-            self.bursts,
-            self.truth_path.display()
-        )
+        write!(f, "), {} bursts, truth in {}", self.bursts, self.truth_path.display())
     }
 }
 
@@ -209,27 +192,12 @@ pub struct AffinityModel {
 
 impl AffinityModel {
     /// The logit of the engagement probability.
-    pub fn logit(
-        &self,
-        user_latent: &[f64],
-        embedding: &[f64],
-        quality: f64,
-        popularity: f64,
-    ) -> f64 {
-        self.a * cosine(user_latent, embedding)
-            + self.b * (quality - 0.5)
-            + self.c * popularity.max(1e-4).ln()
-            + self.d
+    pub fn logit(&self, user_latent: &[f64], embedding: &[f64], quality: f64, popularity: f64) -> f64 {
+        self.a * cosine(user_latent, embedding) + self.b * (quality - 0.5) + self.c * popularity.max(1e-4).ln() + self.d
     }
 
     /// The engagement probability, in (0, 1).
-    pub fn probability(
-        &self,
-        user_latent: &[f64],
-        embedding: &[f64],
-        quality: f64,
-        popularity: f64,
-    ) -> f64 {
+    pub fn probability(&self, user_latent: &[f64], embedding: &[f64], quality: f64, popularity: f64) -> f64 {
         sigmoid(self.logit(user_latent, embedding, quality, popularity))
     }
 }
@@ -361,24 +329,9 @@ struct TruthIndex {
 impl Truth {
     fn index(&self) -> &TruthIndex {
         self.index.get_or_init(|| TruthIndex {
-            users: self
-                .users
-                .iter()
-                .enumerate()
-                .map(|(i, u)| (u.id, i))
-                .collect(),
-            posts: self
-                .posts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.id, i))
-                .collect(),
-            creators: self
-                .creators
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.id, i))
-                .collect(),
+            users: self.users.iter().enumerate().map(|(i, u)| (u.id, i)).collect(),
+            posts: self.posts.iter().enumerate().map(|(i, p)| (p.id, i)).collect(),
+            creators: self.creators.iter().enumerate().map(|(i, c)| (c.id, i)).collect(),
         })
     }
 
@@ -391,10 +344,7 @@ impl Truth {
     }
 
     pub fn creator(&self, creator_id: u64) -> Option<&CreatorTruth> {
-        self.index()
-            .creators
-            .get(&creator_id)
-            .map(|&i| &self.creators[i])
+        self.index().creators.get(&creator_id).map(|&i| &self.creators[i])
     }
 
     /// The true engagement probability the generator used, `None` for an
@@ -403,17 +353,13 @@ impl Truth {
         let user = self.user(user_id)?;
         let post = self.post(post_id)?;
         let popularity = self.creator(post.creator_id)?.popularity;
-        Some(
-            self.model
-                .probability(&user.latent, &post.embedding, post.quality, popularity),
-        )
+        Some(self.model.probability(&user.latent, &post.embedding, post.quality, popularity))
     }
 
     /// The true engagement probability the generator used (0.0 for an unknown
     /// user or post).
     pub fn engagement_probability(&self, user_id: u64, post_id: u64) -> f64 {
-        self.try_engagement_probability(user_id, post_id)
-            .unwrap_or(0.0)
+        self.try_engagement_probability(user_id, post_id).unwrap_or(0.0)
     }
 }
 
@@ -432,8 +378,7 @@ pub fn truth_path_for(log: &Path) -> PathBuf {
 /// Reads a truth file written by [`generate`].
 pub fn load_truth(path: impl AsRef<Path>) -> Result<Truth> {
     let path = path.as_ref();
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("opening truth file {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening truth file {}", path.display()))?;
     let truth: Truth = serde_json::from_reader(std::io::BufReader::new(file))
         .with_context(|| format!("parsing truth file {}", path.display()))?;
     Ok(truth)
@@ -547,9 +492,7 @@ impl Rng {
     fn weighted(&mut self, cumulative: &[f64]) -> usize {
         let total = *cumulative.last().expect("non-empty weights");
         let r = self.f64() * total;
-        cumulative
-            .partition_point(|&c| c <= r)
-            .min(cumulative.len() - 1)
+        cumulative.partition_point(|&c| c <= r).min(cumulative.len() - 1)
     }
 
     fn shuffle<T>(&mut self, v: &mut [T]) {
@@ -749,10 +692,7 @@ fn validate(opts: &GenOptions) -> Result<()> {
         bail!("dimensions must be at least 2 (got {})", opts.dimensions);
     }
     if !opts.hours.is_finite() || opts.hours <= 0.0 || opts.hours > 24.0 * 365.0 {
-        bail!(
-            "hours must be a positive number of at most a year (got {})",
-            opts.hours
-        );
+        bail!("hours must be a positive number of at most a year (got {})", opts.hours);
     }
     if opts.users > u32::MAX as usize / 2 || opts.posts > u32::MAX as usize / 2 {
         bail!("too many users or posts");
@@ -777,21 +717,13 @@ fn build_world(opts: &GenOptions) -> World {
             unit_vector(&mut c);
             let centroid = c.into_iter().map(r4).collect();
             let audience = r4(0.3 + rng.gamma(2.0));
-            Topic {
-                name,
-                audience,
-                centroid,
-            }
+            Topic { name, audience, centroid }
         })
         .collect();
 
     // Creators.
     let mut rng = Rng::new(opts.seed, STREAM_CREATORS);
-    let n_creators = if opts.posts == 0 {
-        0
-    } else {
-        (opts.posts / 8).max(1)
-    };
+    let n_creators = if opts.posts == 0 { 0 } else { (opts.posts / 8).max(1) };
     let n_user_creators = ((n_creators as f64 * 0.3).round() as usize).min(opts.users);
     let mut user_pool: Vec<u32> = (0..opts.users as u32).collect();
     // Partial Fisher–Yates: the first n_user_creators entries are a random sample.
@@ -810,12 +742,7 @@ fn build_world(opts: &GenOptions) -> World {
                 Some(u) => u as u64 + 1,
                 None => scale + j as u64,
             };
-            Creator {
-                id,
-                topic: 0,
-                popularity: r4(p / mean_pop).max(1e-4),
-                user,
-            }
+            Creator { id, topic: 0, popularity: r4(p / mean_pop).max(1e-4), user }
         })
         .collect();
     for c in creators.iter_mut() {
@@ -826,30 +753,16 @@ fn build_world(opts: &GenOptions) -> World {
     // Posts, in upload order.
     let mut rng = Rng::new(opts.seed, STREAM_POSTS);
     let mut upload_ts: Vec<i64> = (0..opts.posts)
-        .map(|_| {
-            if rng.chance(0.3) {
-                start + rng.range(0, 10 * MINUTE - 1)
-            } else {
-                start + rng.range(0, span - 1)
-            }
-        })
+        .map(|_| if rng.chance(0.3) { start + rng.range(0, 10 * MINUTE - 1) } else { start + rng.range(0, span - 1) })
         .collect();
     upload_ts.sort_unstable();
     let creator_cum = cumulative(creators.iter().map(|c| c.popularity.sqrt()));
     let mut posts: Vec<Post> = Vec::with_capacity(opts.posts);
     for (i, &ts) in upload_ts.iter().enumerate() {
         let creator = rng.weighted(&creator_cum);
-        let topic = if rng.chance(0.85) {
-            creators[creator].topic
-        } else {
-            rng.below(n_topics)
-        };
+        let topic = if rng.chance(0.85) { creators[creator].topic } else { rng.below(n_topics) };
         let noise = (0.6 + 0.25 * rng.f64()) / (dims as f64).sqrt();
-        let mut e: Vec<f64> = topics[topic]
-            .centroid
-            .iter()
-            .map(|c| c + rng.normal() * noise)
-            .collect();
+        let mut e: Vec<f64> = topics[topic].centroid.iter().map(|c| c + rng.normal() * noise).collect();
         unit_vector(&mut e);
         let embedding = e.into_iter().map(r4).collect();
         let quality = r4(rng.beta(2.5, 2.5));
@@ -944,16 +857,7 @@ fn build_world(opts: &GenOptions) -> World {
         })
         .collect();
 
-    let mut world = World {
-        start,
-        end,
-        topics,
-        creators,
-        posts,
-        users,
-        bursts: Vec::new(),
-        moderation: Vec::new(),
-    };
+    let mut world = World { start, end, topics, creators, posts, users, bursts: Vec::new(), moderation: Vec::new() };
     choose_bursts(&mut world, opts);
     plan_moderation(&mut world, opts);
     world
@@ -976,10 +880,7 @@ fn choose_bursts(world: &mut World, opts: &GenOptions) {
     let n_topics = world.topics.len();
     let mut candidates: Vec<Vec<u32>> = vec![Vec::new(); n_topics];
     for (i, p) in world.posts.iter().enumerate() {
-        if p.is_public
-            && world.creators[p.creator as usize].popularity <= median
-            && p.upload_ts <= latest_upload
-        {
+        if p.is_public && world.creators[p.creator as usize].popularity <= median && p.upload_ts <= latest_upload {
             candidates[p.topic].push(i as u32);
         }
     }
@@ -1058,31 +959,19 @@ fn plan_moderation(world: &mut World, opts: &GenOptions) {
                 continue;
             }
             p.block_from = block;
-            world.moderation.push(ModerationTruth {
-                post_id: p.id,
-                ts: block,
-                action: "block".into(),
-            });
+            world.moderation.push(ModerationTruth { post_id: p.id, ts: block, action: "block".into() });
             if rng.chance(1.0 / 3.0) {
                 let unblock = block + rng.range(10 * MINUTE, 120 * MINUTE);
                 if unblock < end {
                     p.block_until = unblock;
-                    world.moderation.push(ModerationTruth {
-                        post_id: p.id,
-                        ts: unblock,
-                        action: "unblock".into(),
-                    });
+                    world.moderation.push(ModerationTruth { post_id: p.id, ts: unblock, action: "unblock".into() });
                 }
             }
         } else if r < 0.010 {
             let demote = p.upload_ts + rng.range(5 * MINUTE, 60 * MINUTE);
             if demote < end {
                 p.demote_from = demote;
-                world.moderation.push(ModerationTruth {
-                    post_id: p.id,
-                    ts: demote,
-                    action: "demote".into(),
-                });
+                world.moderation.push(ModerationTruth { post_id: p.id, ts: demote, action: "demote".into() });
             }
         }
     }
@@ -1090,11 +979,7 @@ fn plan_moderation(world: &mut World, opts: &GenOptions) {
 
 fn build_catalogs(world: &World) -> Vec<TopicCatalog> {
     let mut cats: Vec<TopicCatalog> = (0..world.topics.len())
-        .map(|_| TopicCatalog {
-            posts: Vec::new(),
-            ts: Vec::new(),
-            cum_weight: Vec::new(),
-        })
+        .map(|_| TopicCatalog { posts: Vec::new(), ts: Vec::new(), cum_weight: Vec::new() })
         .collect();
     for (i, p) in world.posts.iter().enumerate() {
         let c = &mut cats[p.topic];
@@ -1119,16 +1004,12 @@ fn draw_from_topic(rng: &mut Rng, cat: &TopicCatalog, ts: i64) -> Option<u32> {
     }
     let idx = if rng.chance(0.45) {
         let target = ts - rng.exp(30.0 * MINUTE as f64) as i64;
-        let lo = cat.ts[..avail]
-            .partition_point(|&x| x < target)
-            .min(avail - 1);
+        let lo = cat.ts[..avail].partition_point(|&x| x < target).min(avail - 1);
         lo + rng.below(avail - lo)
     } else {
         let total = cat.cum_weight[avail - 1];
         let r = rng.f64() * total;
-        cat.cum_weight[..avail]
-            .partition_point(|&c| c <= r)
-            .min(avail - 1)
+        cat.cum_weight[..avail].partition_point(|&c| c <= r).min(avail - 1)
     };
     Some(cat.posts[idx])
 }
@@ -1146,20 +1027,12 @@ fn simulate_users(world: &World, cats: &[TopicCatalog], seed: u64, events: &mut 
         let extra_gap = (mean_gap - 0.55 * HOUR as f64).max(0.05 * HOUR as f64);
         let mut t = world.start + (rng.f64() * mean_gap) as i64;
         while t < world.end {
-            let device = if rng.chance(0.85) {
-                user.device
-            } else {
-                rng.below(DEVICES.len()) as u8
-            };
-            events.push(Ev {
-                ts: t,
-                kind: EvKind::Request { user: u, device },
-            });
+            let device = if rng.chance(0.85) { user.device } else { rng.below(DEVICES.len()) as u8 };
+            events.push(Ev { ts: t, kind: EvKind::Request { user: u, device } });
             let n_views = 5 + (rng.exp(7.5) as usize).min(25);
             let mut cur = t + rng.range(300, 1_500);
             for _ in 0..n_views {
-                let Some(pi) = pick_post(&mut rng, world, cats, (user, u), &seen, cur, n_topics)
-                else {
+                let Some(pi) = pick_post(&mut rng, world, cats, (user, u), &seen, cur, n_topics) else {
                     cur += rng.range(500, 2_000);
                     continue;
                 };
@@ -1182,11 +1055,8 @@ fn pick_post(
     n_topics: usize,
 ) -> Option<u32> {
     for _ in 0..12 {
-        let topic = if rng.chance(0.75) {
-            user.interests[rng.weighted(&user.interest_cum)].0
-        } else {
-            rng.below(n_topics)
-        };
+        let topic =
+            if rng.chance(0.75) { user.interests[rng.weighted(&user.interest_cum)].0 } else { rng.below(n_topics) };
         let Some(pi) = draw_from_topic(rng, &cats[topic], ts) else {
             continue;
         };
@@ -1221,36 +1091,15 @@ fn view_post(
 ) -> i64 {
     let post = &world.posts[pi as usize];
     let creator = &world.creators[post.creator as usize];
-    let p = DEFAULT_MODEL.probability(
-        &user.latent,
-        &post.embedding,
-        post.quality,
-        creator.popularity,
-    );
-    let engage = |kind: Kind, ts: i64, dwell: u32| Ev {
-        ts,
-        kind: EvKind::Engagement {
-            user: u,
-            post: pi,
-            kind,
-            dwell,
-        },
-    };
+    let p = DEFAULT_MODEL.probability(&user.latent, &post.embedding, post.quality, creator.popularity);
+    let engage =
+        |kind: Kind, ts: i64, dwell: u32| Ev { ts, kind: EvKind::Engagement { user: u, post: pi, kind, dwell } };
     let liked = rng.chance(p);
     if liked {
-        let dwell = (rng.lognormal((3_500.0f64).ln(), 0.6) * (1.0 + 1.5 * p))
-            .clamp(1_000.0, 30_000.0) as i64;
+        let dwell = (rng.lognormal((3_500.0f64).ln(), 0.6) * (1.0 + 1.5 * p)).clamp(1_000.0, 30_000.0) as i64;
         let end = begin + dwell;
-        events.push(engage(
-            Kind::Like,
-            begin + rng.range(dwell / 4, dwell - 1),
-            0,
-        ));
-        for (kind, prob) in [
-            (Kind::Comment, 0.12),
-            (Kind::Save, 0.10),
-            (Kind::Share, 0.06),
-        ] {
+        events.push(engage(Kind::Like, begin + rng.range(dwell / 4, dwell - 1), 0));
+        for (kind, prob) in [(Kind::Comment, 0.12), (Kind::Save, 0.10), (Kind::Share, 0.06)] {
             if rng.chance(prob) {
                 events.push(engage(kind, begin + rng.range(dwell / 2, dwell - 1), 0));
             }
@@ -1271,11 +1120,7 @@ fn view_post(
         events.push(engage(Kind::View, end, dwell as u32));
         let report = rng.chance(0.2 + 0.5 * max_safety);
         let at = end + rng.range(200, 1_500);
-        events.push(engage(
-            if report { Kind::Report } else { Kind::Hide },
-            at,
-            0,
-        ));
+        events.push(engage(if report { Kind::Report } else { Kind::Hide }, at, 0));
         at
     } else if r < p_negative + 0.35 * q {
         let dwell = rng.range(300, 1_500);
@@ -1284,8 +1129,7 @@ fn view_post(
         events.push(engage(Kind::Skip, end + 1, 0));
         end + 1
     } else {
-        let dwell =
-            (rng.lognormal((2_500.0f64).ln(), 0.6) * (0.5 + 2.0 * p)).clamp(400.0, 30_000.0) as i64;
+        let dwell = (rng.lognormal((2_500.0f64).ln(), 0.6) * (0.5 + 2.0 * p)).clamp(400.0, 30_000.0) as i64;
         let end = begin + dwell;
         events.push(engage(Kind::View, end, dwell as u32));
         end
@@ -1293,13 +1137,8 @@ fn view_post(
 }
 
 fn burst_events(world: &World, seed: u64, events: &mut Vec<Ev>) -> Vec<BurstTruth> {
-    let post_index: HashMap<u64, u32> = world
-        .posts
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.fixture)
-        .map(|(i, p)| (p.id, i as u32))
-        .collect();
+    let post_index: HashMap<u64, u32> =
+        world.posts.iter().enumerate().filter(|(_, p)| p.fixture).map(|(i, p)| (p.id, i as u32)).collect();
     // Users who already engaged organically with a fixture post are not
     // drafted into its burst (so a burst like is never a duplicate).
     let mut organic: HashSet<(u32, u32)> = HashSet::new();
@@ -1316,9 +1155,7 @@ fn burst_events(world: &World, seed: u64, events: &mut Vec<Ev>) -> Vec<BurstTrut
         let mut rng = Rng::new(seed, STREAM_SESSIONS - 1 - bi as u64);
         let pi = post_index[&b.post_id];
         let creator_user = world.creators[world.posts[pi as usize].creator as usize].user;
-        let eligible = (0..n_users as u32)
-            .filter(|&u| Some(u) != creator_user && !organic.contains(&(pi, u)))
-            .count();
+        let eligible = (0..n_users as u32).filter(|&u| Some(u) != creator_user && !organic.contains(&(pi, u))).count();
         let n = (b.engagements as usize).min(eligible);
         let mut chosen: HashSet<u32> = HashSet::new();
         let mut who: Vec<u32> = Vec::with_capacity(n);
@@ -1338,15 +1175,7 @@ fn burst_events(world: &World, seed: u64, events: &mut Vec<Ev>) -> Vec<BurstTrut
             times[n - 1] = b.end_ts;
         }
         for (&u, &ts) in who.iter().zip(&times) {
-            events.push(Ev {
-                ts,
-                kind: EvKind::Engagement {
-                    user: u,
-                    post: pi,
-                    kind: Kind::Like,
-                    dwell: 0,
-                },
-            });
+            events.push(Ev { ts, kind: EvKind::Engagement { user: u, post: pi, kind: Kind::Like, dwell: 0 } });
         }
         let mut truth = b.clone();
         truth.engagements = n as u64;
@@ -1381,14 +1210,7 @@ fn push_float(buf: &mut String, x: f64) {
     }
 }
 
-fn write_event(
-    buf: &mut String,
-    world: &World,
-    seed: u64,
-    seq: u64,
-    request_no: &mut u64,
-    ev: &Ev,
-) {
+fn write_event(buf: &mut String, world: &World, seed: u64, seq: u64, request_no: &mut u64, ev: &Ev) {
     buf.clear();
     match ev.kind {
         EvKind::Upload { post } => {
@@ -1422,7 +1244,11 @@ fn write_event(
             let _ = writeln!(
                 buf,
                 "{{\"type\":\"moderation\",\"ts\":{},\"event_id\":\"{}-{}\",\"post_id\":{},\"action\":\"{}\"}}",
-                ev.ts, seed, seq, world.posts[post as usize].id, action.as_str()
+                ev.ts,
+                seed,
+                seq,
+                world.posts[post as usize].id,
+                action.as_str()
             );
         }
         EvKind::Request { user, device } => {
@@ -1434,12 +1260,7 @@ fn write_event(
                 ev.ts, seed, seq, request_no, u.id, DEVICES[device as usize], REGIONS[u.region as usize]
             );
         }
-        EvKind::Engagement {
-            user,
-            post,
-            kind,
-            dwell,
-        } => {
+        EvKind::Engagement { user, post, kind, dwell } => {
             let _ = write!(
                 buf,
                 "{{\"type\":\"engagement\",\"ts\":{},\"event_id\":\"{}-{}\",\"user_id\":{},\"post_id\":{},\"kind\":\"{}\"",
@@ -1468,11 +1289,7 @@ fn truth_of(world: &World, opts: &GenOptions, bursts: Vec<BurstTruth>) -> Truth 
         topics: world
             .topics
             .iter()
-            .map(|t| TopicTruth {
-                name: t.name.to_string(),
-                audience: t.audience,
-                centroid: t.centroid.clone(),
-            })
+            .map(|t| TopicTruth { name: t.name.to_string(), audience: t.audience, centroid: t.centroid.clone() })
             .collect(),
         creators: world
             .creators
@@ -1503,14 +1320,7 @@ fn truth_of(world: &World, opts: &GenOptions, bursts: Vec<BurstTruth>) -> Truth 
             .iter()
             .map(|u| UserTruth {
                 id: u.id,
-                interests: u
-                    .interests
-                    .iter()
-                    .map(|&(t, w)| Interest {
-                        topic: topic_name(t),
-                        weight: w,
-                    })
-                    .collect(),
+                interests: u.interests.iter().map(|&(t, w)| Interest { topic: topic_name(t), weight: w }).collect(),
                 latent: u.latent.clone(),
                 activity: u.activity,
                 device: DEVICES[u.device as usize].to_string(),
@@ -1534,30 +1344,16 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
     let expected = (opts.users as f64 * opts.hours * 12.0) as usize + opts.posts * 2;
     let mut events: Vec<Ev> = Vec::with_capacity(expected);
     for (i, p) in world.posts.iter().enumerate() {
-        events.push(Ev {
-            ts: p.upload_ts,
-            kind: EvKind::Upload { post: i as u32 },
-        });
+        events.push(Ev { ts: p.upload_ts, kind: EvKind::Upload { post: i as u32 } });
     }
-    let post_index: HashMap<u64, u32> = world
-        .posts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id, i as u32))
-        .collect();
+    let post_index: HashMap<u64, u32> = world.posts.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
     for m in &world.moderation {
         let action = match m.action.as_str() {
             "block" => ModAction::Block,
             "unblock" => ModAction::Unblock,
             _ => ModAction::Demote,
         };
-        events.push(Ev {
-            ts: m.ts,
-            kind: EvKind::Moderation {
-                post: post_index[&m.post_id],
-                action,
-            },
-        });
+        events.push(Ev { ts: m.ts, kind: EvKind::Moderation { post: post_index[&m.post_id], action } });
     }
     drop(post_index);
     simulate_users(&world, &cats, opts.seed, &mut events);
@@ -1567,8 +1363,7 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
 
     if let Some(parent) = out.parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
     }
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
@@ -1580,16 +1375,8 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
     let mut kind_counts = [0u64; 9];
     let mut request_no = 0u64;
     for (i, ev) in events.iter().enumerate() {
-        write_event(
-            &mut buf,
-            &world,
-            opts.seed,
-            i as u64 + 1,
-            &mut request_no,
-            ev,
-        );
-        w.write_all(buf.as_bytes())
-            .with_context(|| format!("writing {}", out.display()))?;
+        write_event(&mut buf, &world, opts.seed, i as u64 + 1, &mut request_no, ev);
+        w.write_all(buf.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
         match ev.kind {
             EvKind::Upload { .. } => counts[0] += 1,
             EvKind::Moderation { .. } => counts[1] += 1,
@@ -1600,13 +1387,9 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
             }
         }
     }
-    w.flush()
-        .with_context(|| format!("writing {}", out.display()))?;
+    w.flush().with_context(|| format!("writing {}", out.display()))?;
     drop(w);
-    for (name, n) in ["upload", "moderation", "request", "engagement"]
-        .iter()
-        .zip(counts)
-    {
+    for (name, n) in ["upload", "moderation", "request", "engagement"].iter().zip(counts) {
         if n > 0 {
             by_type.insert(name.to_string(), n);
         }
@@ -1631,22 +1414,13 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
 
     let truth = truth_of(&world, opts, bursts);
     let truth_path = truth_path_for(out);
-    let file = std::fs::File::create(&truth_path)
-        .with_context(|| format!("creating {}", truth_path.display()))?;
+    let file = std::fs::File::create(&truth_path).with_context(|| format!("creating {}", truth_path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    serde_json::to_writer(&mut w, &truth)
-        .with_context(|| format!("writing {}", truth_path.display()))?;
+    serde_json::to_writer(&mut w, &truth).with_context(|| format!("writing {}", truth_path.display()))?;
     w.write_all(b"\n")?;
-    w.flush()
-        .with_context(|| format!("writing {}", truth_path.display()))?;
+    w.flush().with_context(|| format!("writing {}", truth_path.display()))?;
 
-    Ok(GenSummary {
-        events: events.len() as u64,
-        by_type,
-        by_kind,
-        bursts: truth.bursts.len(),
-        truth_path,
-    })
+    Ok(GenSummary { events: events.len() as u64, by_type, by_kind, bursts: truth.bursts.len(), truth_path })
 }
 
 #[cfg(test)]
@@ -1659,11 +1433,7 @@ mod tests {
 
     impl Scratch {
         fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "feedflow-gen-test-{}-{}",
-                std::process::id(),
-                name
-            ));
+            let dir = std::env::temp_dir().join(format!("feedflow-gen-test-{}-{}", std::process::id(), name));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             Scratch(dir)
@@ -1680,54 +1450,33 @@ mod tests {
     }
 
     fn small(seed: u64) -> GenOptions {
-        GenOptions {
-            seed,
-            users: 400,
-            posts: 1_200,
-            hours: 3.0,
-            ..GenOptions::default()
-        }
+        GenOptions { seed, users: 400, posts: 1_200, hours: 3.0, ..GenOptions::default() }
     }
 
     fn parse_log(path: &Path) -> Vec<Value> {
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))
-            })
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
             .collect()
     }
 
     fn count_kind(events: &[Value], kind: &str) -> usize {
-        events
-            .iter()
-            .filter(|e| e["type"] == "engagement" && e["kind"] == kind)
-            .count()
+        events.iter().filter(|e| e["type"] == "engagement" && e["kind"] == kind).count()
     }
 
     #[test]
     fn same_seed_same_bytes_different_seed_different_bytes() {
         let dir = Scratch::new("determinism");
-        let (a, b, c) = (
-            dir.path("a.jsonl"),
-            dir.path("b.jsonl"),
-            dir.path("c.jsonl"),
-        );
+        let (a, b, c) = (dir.path("a.jsonl"), dir.path("b.jsonl"), dir.path("c.jsonl"));
         let sa = generate(&small(7), &a).unwrap();
         let sb = generate(&small(7), &b).unwrap();
         let sc = generate(&small(8), &c).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-        assert_eq!(
-            std::fs::read(truth_path_for(&a)).unwrap(),
-            std::fs::read(truth_path_for(&b)).unwrap()
-        );
+        assert_eq!(std::fs::read(truth_path_for(&a)).unwrap(), std::fs::read(truth_path_for(&b)).unwrap());
         assert_eq!(sa.by_type, sb.by_type);
         assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
-        assert_ne!(
-            std::fs::read(truth_path_for(&a)).unwrap(),
-            std::fs::read(truth_path_for(&c)).unwrap()
-        );
+        assert_ne!(std::fs::read(truth_path_for(&a)).unwrap(), std::fs::read(truth_path_for(&c)).unwrap());
         assert_ne!(sa.events, 0);
         assert_ne!(sc.events, 0);
     }
@@ -1744,17 +1493,12 @@ mod tests {
         let mut ids = HashSet::new();
         let mut request_ids = HashSet::new();
         let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-        let kinds = [
-            "view", "like", "comment", "save", "share", "follow", "skip", "hide", "report",
-        ];
+        let kinds = ["view", "like", "comment", "save", "share", "follow", "skip", "hide", "report"];
         for (i, e) in events.iter().enumerate() {
             let ts = e["ts"].as_i64().expect("ts");
             assert!(ts >= last_ts, "line {i} out of order");
             last_ts = ts;
-            assert_eq!(
-                e["event_id"].as_str().unwrap(),
-                format!("{}-{}", opts.seed, i + 1)
-            );
+            assert_eq!(e["event_id"].as_str().unwrap(), format!("{}-{}", opts.seed, i + 1));
             assert!(ids.insert(e["event_id"].as_str().unwrap().to_string()));
             let ty = e["type"].as_str().unwrap();
             *by_type.entry(ty.to_string()).or_default() += 1;
@@ -1830,19 +1574,14 @@ mod tests {
             assert!(post.upload_ts <= ts, "engagement before upload");
             assert_ne!(post.creator_id, user, "engagement with own post");
             // Views start before `ts`; the post must not have been blocked then.
-            let state = blocked
-                .get(&post.id)
-                .and_then(|v| v.iter().rev().find(|(t, _)| *t <= ts - 60_000))
-                .map(|x| x.1);
+            let state =
+                blocked.get(&post.id).and_then(|v| v.iter().rev().find(|(t, _)| *t <= ts - 60_000)).map(|x| x.1);
             assert_ne!(state, Some(true), "engagement on a blocked post");
             if e["kind"] == "follow" {
                 assert!(follows.insert((user, post.creator_id)), "double follow");
             }
         }
-        assert!(truth
-            .moderation
-            .iter()
-            .all(|m| !truth.bursts.iter().any(|b| b.post_id == m.post_id)));
+        assert!(truth.moderation.iter().all(|m| !truth.bursts.iter().any(|b| b.post_id == m.post_id)));
 
         // Sessions: a request opens each one, sessions last < 30 min and are
         // separated by >= 30 min of silence (burst likes are not session events).
@@ -1850,8 +1589,7 @@ mod tests {
         let mut per_user: BTreeMap<u64, Vec<(i64, bool)>> = BTreeMap::new();
         for e in &events {
             let is_request = e["type"] == "request";
-            let organic =
-                e["type"] == "engagement" && !fixtures.contains(&e["post_id"].as_u64().unwrap());
+            let organic = e["type"] == "engagement" && !fixtures.contains(&e["post_id"].as_u64().unwrap());
             if is_request || organic {
                 per_user
                     .entry(e["user_id"].as_u64().unwrap())
@@ -1881,10 +1619,7 @@ mod tests {
     #[test]
     fn bursts_are_above_and_quiet_posts_stay_below() {
         let dir = Scratch::new("bursts");
-        let opts = GenOptions {
-            users: 600,
-            ..small(11)
-        };
+        let opts = GenOptions { users: 600, ..small(11) };
         let out = dir.path("world.jsonl");
         let summary = generate(&opts, &out).unwrap();
         let truth = load_truth(truth_path_for(&out)).unwrap();
@@ -1895,11 +1630,7 @@ mod tests {
         assert_eq!(above.len(), 4);
         assert_eq!(below.len(), 4);
         let categories: HashSet<&str> = above.iter().map(|b| b.category.as_str()).collect();
-        assert_eq!(
-            categories.len(),
-            above.len(),
-            "above bursts in distinct categories"
-        );
+        assert_eq!(categories.len(), above.len(), "above bursts in distinct categories");
         let median = {
             let mut p: Vec<f64> = truth.creators.iter().map(|c| c.popularity).collect();
             p.sort_by(f64::total_cmp);
@@ -1923,12 +1654,7 @@ mod tests {
                 })
                 .map(|e| e["user_id"].as_u64().unwrap())
                 .collect();
-            assert!(
-                likers.len() >= 40,
-                "burst on {} has {} distinct likers",
-                b.post_id,
-                likers.len()
-            );
+            assert!(likers.len() >= 40, "burst on {} has {} distinct likers", b.post_id, likers.len());
             assert!(likers.len() as u64 >= b.engagements);
         }
         for b in &below {
@@ -1957,33 +1683,16 @@ mod tests {
         let opts = GenOptions::default();
         let out = dir.path("world.jsonl");
         let s = generate(&opts, &out).unwrap();
-        assert!(
-            (100_000..=250_000).contains(&s.events),
-            "{} events",
-            s.events
-        );
+        assert!((100_000..=250_000).contains(&s.events), "{} events", s.events);
         let share = |t: &str| s.by_type.get(t).copied().unwrap_or(0) as f64 / s.events as f64;
-        assert!(
-            (0.85..=0.95).contains(&share("engagement")),
-            "engagements {}",
-            share("engagement")
-        );
-        assert!(
-            (0.03..=0.08).contains(&share("request")),
-            "requests {}",
-            share("request")
-        );
+        assert!((0.85..=0.95).contains(&share("engagement")), "engagements {}", share("engagement"));
+        assert!((0.03..=0.08).contains(&share("request")), "requests {}", share("request"));
         assert_eq!(s.by_type["upload"], opts.posts as u64);
         let moderation = s.by_type.get("moderation").copied().unwrap_or(0);
-        assert!(
-            (10..=150).contains(&moderation),
-            "{moderation} moderation events"
-        );
+        assert!((10..=150).contains(&moderation), "{moderation} moderation events");
         let like_rate = s.by_kind["like"] as f64 / s.by_kind["view"] as f64;
         assert!((0.10..=0.25).contains(&like_rate), "like rate {like_rate}");
-        for k in [
-            "comment", "save", "share", "follow", "skip", "hide", "report",
-        ] {
+        for k in ["comment", "save", "share", "follow", "skip", "hide", "report"] {
             assert!(s.by_kind[k] > 0, "no {k}");
             assert!(s.by_kind[k] < s.by_kind["like"] || k == "skip");
         }
@@ -1994,22 +1703,9 @@ mod tests {
     #[test]
     fn volume_scales_with_users_and_hours() {
         let dir = Scratch::new("scaling");
-        let base = GenOptions {
-            users: 300,
-            posts: 900,
-            hours: 2.0,
-            ..GenOptions::default()
-        };
+        let base = GenOptions { users: 300, posts: 900, hours: 2.0, ..GenOptions::default() };
         let a = generate(&base, &dir.path("a.jsonl")).unwrap();
-        let b = generate(
-            &GenOptions {
-                users: 1_200,
-                hours: 4.0,
-                ..base.clone()
-            },
-            &dir.path("b.jsonl"),
-        )
-        .unwrap();
+        let b = generate(&GenOptions { users: 1_200, hours: 4.0, ..base.clone() }, &dir.path("b.jsonl")).unwrap();
         let ratio = b.by_type["engagement"] as f64 / a.by_type["engagement"] as f64;
         assert!((5.5..=11.0).contains(&ratio), "ratio {ratio}");
     }
@@ -2039,12 +1735,7 @@ mod tests {
         let events = parse_log(&out);
         for e in events.iter().filter(|e| e["type"] == "upload") {
             let post = truth.post(e["post_id"].as_u64().unwrap()).unwrap();
-            let emb: Vec<f64> = e["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let emb: Vec<f64> = e["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
             assert_eq!(emb, post.embedding);
             assert_eq!(e["category"].as_str().unwrap(), post.topic);
         }
@@ -2081,22 +1772,11 @@ mod tests {
         let likes: HashSet<(u64, u64)> = events
             .iter()
             .filter(|e| e["type"] == "engagement" && e["kind"] == "like")
-            .map(|e| {
-                (
-                    e["user_id"].as_u64().unwrap(),
-                    e["post_id"].as_u64().unwrap(),
-                )
-            })
+            .map(|e| (e["user_id"].as_u64().unwrap(), e["post_id"].as_u64().unwrap()))
             .collect();
         let (mut lo, mut lo_liked, mut hi, mut hi_liked, mut sum_p) = (0, 0, 0, 0, 0.0);
-        for e in events
-            .iter()
-            .filter(|e| e["type"] == "engagement" && e["kind"] == "view")
-        {
-            let key = (
-                e["user_id"].as_u64().unwrap(),
-                e["post_id"].as_u64().unwrap(),
-            );
+        for e in events.iter().filter(|e| e["type"] == "engagement" && e["kind"] == "view") {
+            let key = (e["user_id"].as_u64().unwrap(), e["post_id"].as_u64().unwrap());
             if fixtures.contains(&key.1) {
                 continue;
             }
@@ -2116,96 +1796,32 @@ mod tests {
         assert!(hi_rate > 4.0 * lo_rate, "hi {hi_rate} lo {lo_rate}");
         // Calibration: the number of organic likes matches the oracle's expectation.
         let organic_likes = likes.iter().filter(|k| !fixtures.contains(&k.1)).count() as f64;
-        assert!(
-            (organic_likes / sum_p - 1.0).abs() < 0.1,
-            "likes {organic_likes} expected {sum_p}"
-        );
+        assert!((organic_likes / sum_p - 1.0).abs() < 0.1, "likes {organic_likes} expected {sum_p}");
         assert!(count_kind(&events, "like") as f64 >= organic_likes);
     }
 
     #[test]
     fn truth_path_naming() {
-        assert_eq!(
-            truth_path_for(Path::new("x/world.jsonl")),
-            PathBuf::from("x/world.truth.json")
-        );
-        assert_eq!(
-            truth_path_for(Path::new("world.jsonl")),
-            PathBuf::from("world.truth.json")
-        );
-        assert_eq!(
-            truth_path_for(Path::new("x/world")),
-            PathBuf::from("x/world.truth.json")
-        );
-        assert_eq!(
-            truth_path_for(Path::new("x/world.json")),
-            PathBuf::from("x/world.json.truth.json")
-        );
+        assert_eq!(truth_path_for(Path::new("x/world.jsonl")), PathBuf::from("x/world.truth.json"));
+        assert_eq!(truth_path_for(Path::new("world.jsonl")), PathBuf::from("world.truth.json"));
+        assert_eq!(truth_path_for(Path::new("x/world")), PathBuf::from("x/world.truth.json"));
+        assert_eq!(truth_path_for(Path::new("x/world.json")), PathBuf::from("x/world.json.truth.json"));
     }
 
     #[test]
     fn bad_options_and_tiny_worlds() {
         let dir = Scratch::new("edge");
         let out = dir.path("w.jsonl");
-        assert!(generate(
-            &GenOptions {
-                dimensions: 0,
-                ..small(1)
-            },
-            &out
-        )
-        .is_err());
-        assert!(generate(
-            &GenOptions {
-                hours: 0.0,
-                ..small(1)
-            },
-            &out
-        )
-        .is_err());
-        assert!(generate(
-            &GenOptions {
-                hours: f64::NAN,
-                ..small(1)
-            },
-            &out
-        )
-        .is_err());
-        let s = generate(
-            &GenOptions {
-                users: 0,
-                posts: 0,
-                hours: 0.5,
-                ..small(1)
-            },
-            &out,
-        )
-        .unwrap();
+        assert!(generate(&GenOptions { dimensions: 0, ..small(1) }, &out).is_err());
+        assert!(generate(&GenOptions { hours: 0.0, ..small(1) }, &out).is_err());
+        assert!(generate(&GenOptions { hours: f64::NAN, ..small(1) }, &out).is_err());
+        let s = generate(&GenOptions { users: 0, posts: 0, hours: 0.5, ..small(1) }, &out).unwrap();
         assert_eq!(s.events, 0);
-        let s = generate(
-            &GenOptions {
-                users: 5,
-                posts: 3,
-                hours: 0.25,
-                dimensions: 8,
-                ..small(1)
-            },
-            &out,
-        )
-        .unwrap();
+        let s = generate(&GenOptions { users: 5, posts: 3, hours: 0.25, dimensions: 8, ..small(1) }, &out).unwrap();
         assert_eq!(s.by_type["upload"], 3);
         load_truth(truth_path_for(&out)).unwrap();
         // Nested output directories are created.
-        generate(
-            &GenOptions {
-                users: 20,
-                posts: 40,
-                hours: 1.0,
-                ..small(2)
-            },
-            &dir.path("a/b/w.jsonl"),
-        )
-        .unwrap();
+        generate(&GenOptions { users: 20, posts: 40, hours: 1.0, ..small(2) }, &dir.path("a/b/w.jsonl")).unwrap();
         assert!(dir.path("a/b/w.truth.json").exists());
     }
 

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `feedflow` command line.
+
+fn main() -> std::process::ExitCode {
+    feedflow::cli::main()
+}

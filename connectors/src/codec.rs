@@ -251,8 +251,9 @@ pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result
             let user_id = require(wire.user_id, "user_id", "engagement")?;
             let post_id = require(wire.post_id, "post_id", "engagement")?;
             let kind_name = require(wire.kind.as_deref(), "kind", "engagement")?;
-            let kind = EngagementKind::parse(kind_name)
-                .ok_or_else(|| Rejection::new(RejectReason::UnknownKind, format!("unknown engagement kind {kind_name:?}")))?;
+            let kind = EngagementKind::parse(kind_name).ok_or_else(|| {
+                Rejection::new(RejectReason::UnknownKind, format!("unknown engagement kind {kind_name:?}"))
+            })?;
             EventBody::Engagement(Engagement {
                 user_id,
                 post_id,
@@ -264,8 +265,9 @@ pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result
         "moderation" => {
             let post_id = require(wire.post_id, "post_id", "moderation")?;
             let name = require(wire.action.as_deref(), "action", "moderation")?;
-            let action = ModerationAction::parse(name)
-                .ok_or_else(|| Rejection::new(RejectReason::UnknownAction, format!("unknown moderation action {name:?}")))?;
+            let action = ModerationAction::parse(name).ok_or_else(|| {
+                Rejection::new(RejectReason::UnknownAction, format!("unknown moderation action {name:?}"))
+            })?;
             EventBody::Moderation(Moderation { post_id, action })
         }
         "request" => {
@@ -279,7 +281,14 @@ pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result
                 Some(c) => (c.device.map(Cow::into_owned), c.region.map(Cow::into_owned)),
                 None => (None, None),
             };
-            EventBody::Request(Request { request_id, user_id, k: k as u32, device, region, shadow: wire.shadow.unwrap_or(false) })
+            EventBody::Request(Request {
+                request_id,
+                user_id,
+                k: k as u32,
+                device,
+                region,
+                shadow: wire.shadow.unwrap_or(false),
+            })
         }
         other => {
             return Err(Rejection::new(RejectReason::UnknownType, format!("unknown event type {other:?}")));
@@ -368,16 +377,23 @@ mod tests {
     fn decodes_every_type() {
         let up = r#"{"type":"upload","ts":5,"post_id":42,"creator_id":7,"embedding":[0.1,0.2,0.3],"category":"food","content_type":"reel","is_public":true,"safety":{"nudity":0.0,"violence":0.0,"hate":0.0,"borderline":0.1},"extra":1}"#;
         let e = decode(up.as_bytes(), POS, &LIMITS).unwrap();
-        assert!(matches!(&e.body, EventBody::Upload(u) if u.post_id == 42 && u.category == "food" && u.safety.borderline == 0.1));
-        let en = r#"{"type":"engagement","ts":6,"user_id":3,"post_id":42,"kind":"like","dwell_ms":5400,"event_id":"a\"b"}"#;
+        assert!(
+            matches!(&e.body, EventBody::Upload(u) if u.post_id == 42 && u.category == "food" && u.safety.borderline == 0.1)
+        );
+        let en =
+            r#"{"type":"engagement","ts":6,"user_id":3,"post_id":42,"kind":"like","dwell_ms":5400,"event_id":"a\"b"}"#;
         let e = decode(en.as_bytes(), POS, &LIMITS).unwrap();
         assert_eq!(e.event_id.as_deref(), Some("a\"b"));
-        assert!(matches!(&e.body, EventBody::Engagement(x) if x.kind == EngagementKind::Like && x.dwell_ms == Some(5400)));
+        assert!(
+            matches!(&e.body, EventBody::Engagement(x) if x.kind == EngagementKind::Like && x.dwell_ms == Some(5400))
+        );
         let m = r#"{"type":"moderation","ts":7,"post_id":42,"action":"block"}"#;
         assert!(matches!(decode(m.as_bytes(), POS, &LIMITS).unwrap().body, EventBody::Moderation(_)));
         let r = r#"{"type":"request","ts":8,"request_id":"r-1","user_id":3,"context":{"device":"ios"},"shadow":true}"#;
         let e = decode(r.as_bytes(), POS, &LIMITS).unwrap();
-        assert!(matches!(&e.body, EventBody::Request(q) if q.k == 50 && q.shadow && q.device.as_deref() == Some("ios")));
+        assert!(
+            matches!(&e.body, EventBody::Request(q) if q.k == 50 && q.shadow && q.device.as_deref() == Some("ios"))
+        );
     }
 
     #[test]
@@ -413,7 +429,10 @@ mod tests {
         assert_eq!(reason(r#"{"type":"upload","ts":1,"post_id":1,"creator_id":1,"embedding":[1,NaN,2]}"#), NonFinite);
         assert_eq!(reason(r#"{"type":"upload","ts":1,"post_id":1,"creator_id":1,"embedding":[1,1e39,2]}"#), NonFinite);
         assert_eq!(reason(r#"{"type":"upload","ts":1,"post_id":1,"creator_id":1,"embedding":[1,1e999,2]}"#), NonFinite);
-        assert_eq!(reason(r#"{"type":"upload","ts":1,"post_id":1,"creator_id":1,"embedding":[1,2,3],"safety":{"hate":2}}"#), InvalidField);
+        assert_eq!(
+            reason(r#"{"type":"upload","ts":1,"post_id":1,"creator_id":1,"embedding":[1,2,3],"safety":{"hate":2}}"#),
+            InvalidField
+        );
         let big = format!(r#"{{"type":"request","ts":1,"request_id":"{}","user_id":1}}"#, "x".repeat(70_000));
         assert_eq!(reason(&big), Oversized);
     }

@@ -109,6 +109,10 @@ pub struct IndexConfig {
     /// Embedding length every upload must have (DESIGN.md: defaults to 64).
     #[serde(default = "default_dimensions")]
     pub dimensions: usize,
+    /// Number of logical HNSW shards (owner = hash of post_id). Fixed apart
+    /// from the worker count, so every worker count builds the same shards.
+    #[serde(default = "default_shards")]
+    pub shards: u32,
     /// HNSW graph degree (usearch "connectivity"); lower inserts faster, recalls less.
     #[serde(default = "default_connectivity")]
     pub connectivity: usize,
@@ -239,44 +243,123 @@ pub struct PoolsConfig {
     pub popular_top_n: usize,
 }
 
-fn default_tick_ms() -> u64 { 1_000 }
-fn default_workers() -> usize { 1 }
-fn default_log() -> PathBuf { PathBuf::from("data/sample.jsonl") }
-fn default_max_message_bytes() -> usize { 64 * 1024 }
-fn default_progress_ms() -> u64 { 2_000 }
-fn default_out_dir() -> PathBuf { PathBuf::from("out") }
-fn default_dimensions() -> usize { 64 }
-fn default_connectivity() -> usize { 16 }
-fn default_expansion_add() -> usize { 64 }
-fn default_expansion_search() -> usize { 128 }
-fn default_quantization() -> String { "f32".into() }
-fn default_dedupe_horizon_ms() -> u64 { 3_600_000 }
-fn default_dedupe_max_ids() -> usize { 5_000_000 }
-fn default_window_ms() -> u64 { 300_000 }
-fn default_baseline_window_ms() -> u64 { 7 * 24 * 3_600_000 }
-fn default_baseline_floor() -> f64 { 2.0 }
-fn default_ratio_threshold() -> f64 { 5.0 }
-fn default_min_count() -> i64 { 10 }
-fn default_max_age_ms() -> u64 { 2 * 3_600_000 }
-fn default_top_n() -> usize { 20 }
-fn default_half_life_ms() -> u64 { 14 * 24 * 3_600_000 }
-fn default_session_gap_ms() -> u64 { 30 * 60_000 }
-fn default_session_actions() -> usize { 20 }
-fn default_session_weight() -> f64 { 0.3 }
-fn default_view_min_dwell_ms() -> u64 { 3_000 }
-fn default_pending_ttl_ms() -> u64 { 3_600_000 }
-fn w_view() -> f64 { 0.5 }
-fn w_like() -> f64 { 1.0 }
-fn w_comment() -> f64 { 1.5 }
-fn w_save() -> f64 { 2.0 }
-fn w_share() -> f64 { 2.0 }
-fn w_follow() -> f64 { 2.5 }
-fn w_skip() -> f64 { -0.2 }
-fn w_hide() -> f64 { -2.0 }
-fn w_report() -> f64 { -3.0 }
-fn default_fresh_max_age_ms() -> u64 { 30 * 60_000 }
-fn default_popular_window_ms() -> u64 { 24 * 3_600_000 }
-fn default_popular_top_n() -> usize { 500 }
+fn default_tick_ms() -> u64 {
+    1_000
+}
+fn default_workers() -> usize {
+    1
+}
+fn default_log() -> PathBuf {
+    PathBuf::from("data/sample.jsonl")
+}
+fn default_max_message_bytes() -> usize {
+    64 * 1024
+}
+fn default_progress_ms() -> u64 {
+    2_000
+}
+fn default_out_dir() -> PathBuf {
+    PathBuf::from("out")
+}
+fn default_dimensions() -> usize {
+    64
+}
+fn default_shards() -> u32 {
+    4
+}
+fn default_connectivity() -> usize {
+    16
+}
+fn default_expansion_add() -> usize {
+    64
+}
+fn default_expansion_search() -> usize {
+    128
+}
+fn default_quantization() -> String {
+    "f32".into()
+}
+fn default_dedupe_horizon_ms() -> u64 {
+    3_600_000
+}
+fn default_dedupe_max_ids() -> usize {
+    5_000_000
+}
+fn default_window_ms() -> u64 {
+    300_000
+}
+fn default_baseline_window_ms() -> u64 {
+    7 * 24 * 3_600_000
+}
+fn default_baseline_floor() -> f64 {
+    2.0
+}
+fn default_ratio_threshold() -> f64 {
+    5.0
+}
+fn default_min_count() -> i64 {
+    10
+}
+fn default_max_age_ms() -> u64 {
+    2 * 3_600_000
+}
+fn default_top_n() -> usize {
+    20
+}
+fn default_half_life_ms() -> u64 {
+    14 * 24 * 3_600_000
+}
+fn default_session_gap_ms() -> u64 {
+    30 * 60_000
+}
+fn default_session_actions() -> usize {
+    20
+}
+fn default_session_weight() -> f64 {
+    0.3
+}
+fn default_view_min_dwell_ms() -> u64 {
+    3_000
+}
+fn default_pending_ttl_ms() -> u64 {
+    3_600_000
+}
+fn w_view() -> f64 {
+    0.5
+}
+fn w_like() -> f64 {
+    1.0
+}
+fn w_comment() -> f64 {
+    1.5
+}
+fn w_save() -> f64 {
+    2.0
+}
+fn w_share() -> f64 {
+    2.0
+}
+fn w_follow() -> f64 {
+    2.5
+}
+fn w_skip() -> f64 {
+    -0.2
+}
+fn w_hide() -> f64 {
+    -2.0
+}
+fn w_report() -> f64 {
+    -3.0
+}
+fn default_fresh_max_age_ms() -> u64 {
+    30 * 60_000
+}
+fn default_popular_window_ms() -> u64 {
+    24 * 3_600_000
+}
+fn default_popular_top_n() -> usize {
+    500
+}
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -295,12 +378,15 @@ impl Default for InputConfig {
     }
 }
 impl Default for OutputConfig {
-    fn default() -> Self { Self { dir: default_out_dir() } }
+    fn default() -> Self {
+        Self { dir: default_out_dir() }
+    }
 }
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {
             dimensions: default_dimensions(),
+            shards: default_shards(),
             connectivity: default_connectivity(),
             expansion_add: default_expansion_add(),
             expansion_search: default_expansion_search(),
@@ -443,6 +529,9 @@ impl Config {
         if x.dimensions == 0 || x.dimensions > 4096 {
             p.push(format!("index.dimensions must be in 1..=4096, got {}", x.dimensions));
         }
+        if x.shards == 0 || x.shards > 4096 {
+            p.push(format!("index.shards must be in 1..=4096, got {}", x.shards));
+        }
         if x.connectivity < 2 {
             p.push("index.connectivity must be at least 2".into());
         }
@@ -514,7 +603,11 @@ impl Config {
         if self.pools.popular_top_n == 0 {
             p.push("pools.popular_top_n must be at least 1".into());
         }
-        if p.is_empty() { Ok(()) } else { Err(p) }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(p)
+        }
     }
 
     /// Converts a duration in ms to ticks (validated to divide evenly).
@@ -554,7 +647,12 @@ mod tests {
         let err = Config::from_toml_str(text, "t").unwrap_err();
         assert!(err.problems.len() >= 4, "{err}");
         let text = err.to_string();
-        assert!(text.contains("tick_ms") && text.contains("dimensions") && text.contains("quantization") && text.contains("top_n"));
+        assert!(
+            text.contains("tick_ms")
+                && text.contains("dimensions")
+                && text.contains("quantization")
+                && text.contains("top_n")
+        );
     }
 
     #[test]

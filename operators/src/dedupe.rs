@@ -76,7 +76,15 @@ impl SeenIds {
 pub trait Dedupe<'scope, D> {
     /// Keeps the first record (in `order`) of each `id` within `horizon` ticks;
     /// records without an id pass. `on_duplicate` sees each dropped record.
-    fn dedupe<I, O, K, F>(self, name: &str, id: I, order: O, horizon: u64, capacity: usize, on_duplicate: F) -> StreamVec<'scope, u64, D>
+    fn dedupe<I, O, K, F>(
+        self,
+        name: &str,
+        id: I,
+        order: O,
+        horizon: u64,
+        capacity: usize,
+        on_duplicate: F,
+    ) -> StreamVec<'scope, u64, D>
     where
         I: Fn(&D) -> Option<u64> + 'static,
         O: Fn(&D) -> K + 'static,
@@ -85,7 +93,15 @@ pub trait Dedupe<'scope, D> {
 }
 
 impl<'scope, D: timely::ExchangeData + Clone> Dedupe<'scope, D> for StreamVec<'scope, u64, D> {
-    fn dedupe<I, O, K, F>(self, name: &str, id: I, order: O, horizon: u64, capacity: usize, mut on_duplicate: F) -> StreamVec<'scope, u64, D>
+    fn dedupe<I, O, K, F>(
+        self,
+        name: &str,
+        id: I,
+        order: O,
+        horizon: u64,
+        capacity: usize,
+        mut on_duplicate: F,
+    ) -> StreamVec<'scope, u64, D>
     where
         I: Fn(&D) -> Option<u64> + 'static,
         O: Fn(&D) -> K + 'static,
@@ -95,16 +111,20 @@ impl<'scope, D: timely::ExchangeData + Clone> Dedupe<'scope, D> for StreamVec<'s
         let id = std::rc::Rc::new(id);
         let route_id = id.clone();
         let mut memory = SeenIds::new(horizon, capacity);
-        self.tick_batch(name, move |d: &D| mix64(route_id(d).unwrap_or(0)), move |tick, mut batch, out| {
-            memory.expire(tick);
-            batch.sort_by(|a, b| (id(a), order(a)).cmp(&(id(b), order(b))));
-            for record in batch {
-                match id(&record) {
-                    Some(key) if !memory.first_seen(key, tick) => on_duplicate(&record),
-                    _ => out.push(record),
+        self.tick_batch(
+            name,
+            move |d: &D| mix64(route_id(d).unwrap_or(0)),
+            move |tick, mut batch, out| {
+                memory.expire(tick);
+                batch.sort_by(|a, b| (id(a), order(a)).cmp(&(id(b), order(b))));
+                for record in batch {
+                    match id(&record) {
+                        Some(key) if !memory.first_seen(key, tick) => on_duplicate(&record),
+                        _ => out.push(record),
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 

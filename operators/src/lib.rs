@@ -2,6 +2,7 @@
 //!
 //! - [`tick_batch`]: per-tick, per-key delivery of complete batches (deterministic state updates).
 //! - [`sliding_window`]: sliding windows as retractions in differential.
+//! - [`schedule`]: hold future updates (window expiries) until they are due.
 //! - [`expire`]: drop records once older than a time-to-live.
 //! - [`top_k`]: incrementally maintained top-k per key and globally.
 //! - [`dedupe`]: drop repeated ids within a bounded horizon.
@@ -14,6 +15,7 @@ pub mod decayed_vector;
 pub mod dedupe;
 pub mod expire;
 pub mod hash;
+pub mod schedule;
 pub mod session_window;
 pub mod sliding_window;
 pub mod tick_batch;

@@ -1,7 +1,8 @@
 //! Turns a stream of additions into a sliding window by retracting each update `width` ticks later.
 //!
 //! Differential maintains everything downstream incrementally: at window
-//! expiry it sees a retraction, not a recomputation.
+//! expiry it sees a retraction, not a recomputation. Retractions are held by
+//! [`crate::schedule`] until due.
 //!
 //! ```
 //! use differential_dataflow::input::Input;
@@ -13,11 +14,11 @@
 //! });
 //! ```
 
+use crate::schedule::Schedule;
 use differential_dataflow::difference::Abelian;
-use differential_dataflow::{AsCollection, VecCollection};
-use timely::dataflow::operators::vec::Map;
+use differential_dataflow::VecCollection;
 
-/// Keeps each update for `width` ticks: `(d, t, r)` becomes `(d, t, r)` and `(d, t + width, -r)`.
+/// Keeps each update for `width` ticks: `(d, t, r)` is followed by `(d, t + width, -r)`.
 pub trait SlidingWindow<'scope, D, R> {
     /// The collection as seen through a window of `width` ticks.
     fn sliding_window(self, width: u64) -> VecCollection<'scope, u64, D, R>;
@@ -25,12 +26,10 @@ pub trait SlidingWindow<'scope, D, R> {
 
 impl<'scope, D: Clone + 'static, R: Abelian + 'static> SlidingWindow<'scope, D, R> for VecCollection<'scope, u64, D, R> {
     fn sliding_window(self, width: u64) -> VecCollection<'scope, u64, D, R> {
-        self.inner
-            .flat_map(move |(d, t, r)| {
-                let mut neg = r.clone();
-                neg.negate();
-                [(d.clone(), t, r), (d, t.saturating_add(width), neg)]
-            })
-            .as_collection()
+        self.schedule("SlidingWindow", move |(d, t, r)| {
+            let mut neg = r.clone();
+            neg.negate();
+            Some((d.clone(), t.saturating_add(width), neg))
+        })
     }
 }

@@ -35,43 +35,93 @@ pub trait TickBatch<'scope, D: timely::ExchangeData + Clone> {
         D2: Clone + 'static,
         R: Fn(&D) -> u64 + 'static,
         L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static;
+
+    /// As [`TickBatch::tick_batch`], but a record's tick is `time_of(record)`
+    /// (at or after the time of the message carrying it), as for differential
+    /// updates `(data, time, diff)` whose own time may lie ahead of their message.
+    fn tick_batch_by<D2, R, T, L>(self, name: &str, route: R, time_of: T, logic: L) -> StreamVec<'scope, u64, D2>
+    where
+        D2: Clone + 'static,
+        R: Fn(&D) -> u64 + 'static,
+        T: Fn(&D) -> u64 + 'static,
+        L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static;
 }
 
 impl<'scope, D: timely::ExchangeData + Clone> TickBatch<'scope, D> for StreamVec<'scope, u64, D> {
-    fn tick_batch<D2, R, L>(self, name: &str, route: R, mut logic: L) -> StreamVec<'scope, u64, D2>
+    fn tick_batch<D2, R, L>(self, name: &str, route: R, logic: L) -> StreamVec<'scope, u64, D2>
     where
         D2: Clone + 'static,
         R: Fn(&D) -> u64 + 'static,
         L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static,
     {
-        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
-        let mut produced = Vec::new();
-        self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<D2>>, _, _, _>(
-            Exchange::new(move |d: &D| route(d)),
-            name,
-            move |_, _| {
-                move |(input, frontier), output| {
-                    input.for_each_stamp(|cap, data| {
-                        let tick = *cap.least().expect("a stamp has a time");
-                        let entry = pending
-                            .entry(tick)
-                            .or_insert_with(|| (cap.retain_least(output.output_index()).expect("retain"), Vec::new()));
-                        for batch in data {
-                            entry.1.append(batch);
+        batch_ticks(self, name, route, None::<fn(&D) -> u64>, logic)
+    }
+
+    fn tick_batch_by<D2, R, T, L>(self, name: &str, route: R, time_of: T, logic: L) -> StreamVec<'scope, u64, D2>
+    where
+        D2: Clone + 'static,
+        R: Fn(&D) -> u64 + 'static,
+        T: Fn(&D) -> u64 + 'static,
+        L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static,
+    {
+        batch_ticks(self, name, route, Some(time_of), logic)
+    }
+}
+
+fn batch_ticks<'scope, D, D2, R, T, L>(
+    stream: StreamVec<'scope, u64, D>,
+    name: &str,
+    route: R,
+    time_of: Option<T>,
+    mut logic: L,
+) -> StreamVec<'scope, u64, D2>
+where
+    D: timely::ExchangeData + Clone,
+    D2: Clone + 'static,
+    R: Fn(&D) -> u64 + 'static,
+    T: Fn(&D) -> u64 + 'static,
+    L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static,
+{
+    let mut pending: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
+    let mut produced = Vec::new();
+    stream.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<D2>>, _, _, _>(
+        Exchange::new(move |d: &D| route(d)),
+        name,
+        move |_, _| {
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let tick = *cap.least().expect("a stamp has a time");
+                    let port = output.output_index();
+                    match &time_of {
+                        None => {
+                            let entry = pending.entry(tick).or_insert_with(|| (cap.delayed(&tick, port), Vec::new()));
+                            for batch in data {
+                                entry.1.append(batch);
+                            }
                         }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        if frontier.less_equal(entry.key()) {
-                            break;
-                        }
-                        let (tick, (cap, records)) = entry.remove_entry();
-                        logic(tick, records, &mut produced);
-                        if !produced.is_empty() {
-                            output.session(&cap).give_iterator(produced.drain(..));
+                        Some(time_of) => {
+                            for record in data.flat_map(|batch| batch.drain(..)) {
+                                let at = time_of(&record).max(tick);
+                                pending
+                                    .entry(at)
+                                    .or_insert_with(|| (cap.delayed(&at, port), Vec::new()))
+                                    .1
+                                    .push(record);
+                            }
                         }
                     }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (tick, (cap, records)) = entry.remove_entry();
+                    logic(tick, records, &mut produced);
+                    if !produced.is_empty() {
+                        output.session(&cap).give_iterator(produced.drain(..));
+                    }
                 }
-            },
-        )
-    }
+            }
+        },
+    )
 }

@@ -28,11 +28,21 @@ where
 /// Top-k over a whole collection, in two stages.
 pub trait TopKGlobal<'scope, V> {
     /// The `k` smallest values overall; `bucket(v)` spreads the first stage.
-    fn top_k_global<B: Fn(&V) -> u64 + 'static>(self, k: usize, buckets: u64, bucket: B) -> VecCollection<'scope, u64, V, isize>;
+    fn top_k_global<B: Fn(&V) -> u64 + 'static>(
+        self,
+        k: usize,
+        buckets: u64,
+        bucket: B,
+    ) -> VecCollection<'scope, u64, V, isize>;
 }
 
 impl<'scope, V: ExchangeData> TopKGlobal<'scope, V> for VecCollection<'scope, u64, V, isize> {
-    fn top_k_global<B: Fn(&V) -> u64 + 'static>(self, k: usize, buckets: u64, bucket: B) -> VecCollection<'scope, u64, V, isize> {
+    fn top_k_global<B: Fn(&V) -> u64 + 'static>(
+        self,
+        k: usize,
+        buckets: u64,
+        bucket: B,
+    ) -> VecCollection<'scope, u64, V, isize> {
         self.map(move |v| (bucket(&v) % buckets.max(1), v))
             .top_k_per_key(k)
             .map(|(_, v)| ((), v))

@@ -1,0 +1,43 @@
+//! The fresh pool (recommendable uploads younger than 30 min) and the popular list (top weighted engagement over 24 h).
+
+use crate::model::{Enriched, PostInfo};
+use differential_dataflow::operators::CountTotal;
+use differential_dataflow::{AsCollection, VecCollection};
+use feedflow_connectors::config::Config;
+use feedflow_operators::expire::ExpireAfter;
+use feedflow_operators::sliding_window::SlidingWindow;
+use std::cmp::Reverse;
+use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::StreamVec;
+
+/// A popular post: best first (highest weighted engagement, then lowest id).
+pub type PopularEntry = (Reverse<i64>, u64);
+
+/// Recommendable posts younger than `pools.fresh_max_age_ms`.
+pub fn fresh_pool<'scope>(
+    config: &Config,
+    eligible: VecCollection<'scope, u64, PostInfo, isize>,
+) -> VecCollection<'scope, u64, PostInfo, isize> {
+    eligible.expire_after(|p: &PostInfo| p.upload_tick, config.ticks(config.pools.fresh_max_age_ms))
+}
+
+/// Weighted positive engagement over `pools.popular_window_ms` of every
+/// recommendable post, keyed so that the natural order is best first: the
+/// popular list is the first `pools.popular_top_n` records. (Kept as an
+/// ordered index by the reader rather than a differential top-k: one key over
+/// all posts would be re-sorted at every tick.)
+pub fn popularity<'scope>(
+    config: &Config,
+    engagements: StreamVec<'scope, u64, Enriched>,
+    eligible: VecCollection<'scope, u64, PostInfo, isize>,
+) -> VecCollection<'scope, u64, PopularEntry, isize> {
+    let window = config.ticks(config.pools.popular_window_ms);
+    engagements
+        .filter(|e| e.weight_milli > 0)
+        .map(|e| (e.post_id, e.tick, e.weight_milli))
+        .as_collection()
+        .sliding_window(window)
+        .count_total()
+        .semijoin(eligible.map(|p| p.post_id))
+        .map(|(post_id, weight)| (Reverse(weight), post_id))
+}

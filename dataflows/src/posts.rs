@@ -1,0 +1,306 @@
+//! The post registry: per-post state at its owner shard, the usearch index, and the engagement join.
+//!
+//! Uploads, moderation and engagements are routed by post to a logical shard
+//! (`hash(post_id) % index.shards`; shard `s` lives on worker `s % workers`).
+//! Each tick, in a fixed order, the registry
+//! - stores uploads and inserts public, unblocked ones into the shard's HNSW index,
+//! - applies block / unblock / demote (block removes from the index, unblock re-inserts),
+//! - joins engagements with their post (an engagement whose post is not yet
+//!   uploaded waits up to `interest.pending_ttl_ms`, then is dropped and counted),
+//! and emits the enriched engagements and the changes of the set of
+//! recommendable posts (a differential collection).
+
+use crate::model::{engagement_weight_milli, tick_of, Enriched, PostInfo};
+use feedflow_connectors::config::Config;
+use feedflow_connectors::event::{Engagement, Event, EventBody, ModerationAction, Safety};
+use feedflow_operators::hash::mix64;
+use feedflow_operators::tick_batch::TickBatch;
+use feedflow_operators::vector_shard::{ShardSettings, VectorShard};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+use timely::dataflow::StreamVec;
+
+/// The logical index shard owning a post.
+pub fn shard_of(post_id: u64, shards: u32) -> u32 {
+    (mix64(post_id) % shards.max(1) as u64) as u32
+}
+
+/// What the registry knows about one post.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostState {
+    /// Author.
+    pub creator_id: u64,
+    /// Category name.
+    pub category: String,
+    /// Content type.
+    pub content_type: String,
+    /// Embedding as uploaded.
+    pub embedding: Vec<f32>,
+    /// Visibility.
+    pub is_public: bool,
+    /// Blocked by moderation.
+    pub blocked: bool,
+    /// Demoted by moderation.
+    pub demoted: bool,
+    /// Upload time (ms).
+    pub upload_ts: i64,
+    /// Upload tick.
+    pub upload_tick: u64,
+    /// Safety scores.
+    pub safety: Safety,
+}
+
+impl PostState {
+    /// Public and not blocked.
+    pub fn recommendable(&self) -> bool {
+        self.is_public && !self.blocked
+    }
+}
+
+/// Counters of the registry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RegistryStats {
+    /// Uploads stored.
+    pub uploads: u64,
+    /// Uploads of a post id already known (ignored).
+    pub duplicate_uploads: u64,
+    /// Vectors the index refused (zero vectors).
+    pub index_rejects: u64,
+    /// Engagements joined with their post.
+    pub engagements_joined: u64,
+    /// Engagements that had to wait for their upload.
+    pub engagements_waited: u64,
+    /// Engagements dropped because their post never arrived in time.
+    pub engagements_expired: u64,
+    /// Moderation actions applied.
+    pub moderations: u64,
+}
+
+/// One stream out of the registry: enriched engagements and eligibility changes.
+#[derive(Clone, Debug)]
+pub enum RegistryOutput {
+    /// An engagement joined with its post.
+    Enriched(Enriched),
+    /// At this tick the post became recommendable (+1) or stopped being so (−1).
+    Eligibility(PostInfo, u64, isize),
+}
+
+/// The state of the shards owned by one worker.
+pub struct Registry {
+    config: Config,
+    settings: ShardSettings,
+    /// Every post this worker owns.
+    pub posts: HashMap<u64, PostState>,
+    /// Moderation that arrived before its upload: (blocked, demoted).
+    early_moderation: HashMap<u64, (bool, bool)>,
+    /// Engagements waiting for their upload, with their own tick.
+    pending: HashMap<u64, Vec<(u64, Event)>>,
+    pending_order: VecDeque<(u64, u64)>,
+    /// The HNSW shards owned by this worker, by shard number.
+    pub shards: BTreeMap<u32, VectorShard>,
+    /// Counters.
+    pub stats: RegistryStats,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(config: &Config) -> Self {
+        let x = &config.index;
+        Self {
+            config: config.clone(),
+            settings: ShardSettings {
+                dimensions: x.dimensions,
+                connectivity: x.connectivity,
+                expansion_add: x.expansion_add,
+                expansion_search: x.expansion_search,
+                quantization: x.quantization.clone(),
+            },
+            posts: HashMap::new(),
+            early_moderation: HashMap::new(),
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            shards: BTreeMap::new(),
+            stats: RegistryStats::default(),
+        }
+    }
+
+    fn shard(&mut self, post_id: u64) -> Result<&mut VectorShard, String> {
+        let number = shard_of(post_id, self.config.index.shards);
+        if !self.shards.contains_key(&number) {
+            let shard = VectorShard::new(&self.settings).map_err(|e| e.to_string())?;
+            self.shards.insert(number, shard);
+        }
+        Ok(self.shards.get_mut(&number).expect("inserted above"))
+    }
+
+    fn index_insert(&mut self, post_id: u64) {
+        let Some(embedding) = self.posts.get(&post_id).map(|p| p.embedding.clone()) else { return };
+        let ok = self.shard(post_id).and_then(|s| s.insert(post_id, &embedding).map_err(|e| e.to_string()));
+        if ok.is_err() {
+            self.stats.index_rejects += 1;
+        }
+    }
+
+    fn index_remove(&mut self, post_id: u64) {
+        if let Ok(shard) = self.shard(post_id) {
+            let _ = shard.remove(post_id);
+        }
+    }
+
+    fn info(post_id: u64, p: &PostState) -> PostInfo {
+        PostInfo { post_id, creator_id: p.creator_id, category: p.category.clone(), upload_tick: p.upload_tick }
+    }
+
+    fn enrich(&mut self, tick: u64, event: &Event, e: &Engagement) -> Option<Enriched> {
+        let post = self.posts.get(&e.post_id)?;
+        self.stats.engagements_joined += 1;
+        Some(Enriched {
+            tick,
+            ts: event.ts,
+            user_id: e.user_id,
+            post_id: e.post_id,
+            creator_id: post.creator_id,
+            kind: e.kind,
+            dwell_ms: e.dwell_ms,
+            weight_milli: engagement_weight_milli(&self.config, e.kind, e.dwell_ms),
+            embedding: post.embedding.clone(),
+        })
+    }
+
+    /// Applies one complete tick of events; pushes what it produces to `out`.
+    pub fn apply_tick(&mut self, tick: u64, mut events: Vec<Event>, out: &mut Vec<RegistryOutput>) {
+        let ttl = self.config.ticks(self.config.interest.pending_ttl_ms);
+        // Forget engagements that waited too long for their upload.
+        while let Some(&(t, post_id)) = self.pending_order.front() {
+            if t + ttl >= tick {
+                break;
+            }
+            self.pending_order.pop_front();
+            if let Some(list) = self.pending.get_mut(&post_id) {
+                let before = list.len();
+                list.retain(|(et, _)| et + ttl >= tick);
+                self.stats.engagements_expired += (before - list.len()) as u64;
+                if list.is_empty() {
+                    self.pending.remove(&post_id);
+                }
+            }
+        }
+        // Uploads and moderation before engagements; then by time; position breaks ties.
+        let class = |e: &Event| match e.body {
+            EventBody::Upload(_) => 0,
+            EventBody::Moderation(_) => 1,
+            _ => 2,
+        };
+        events.sort_by(|a, b| (class(a), a.ts, a.position).cmp(&(class(b), b.ts, b.position)));
+        for event in events {
+            match &event.body {
+                EventBody::Upload(u) => {
+                    if self.posts.contains_key(&u.post_id) {
+                        self.stats.duplicate_uploads += 1;
+                        continue;
+                    }
+                    let (blocked, demoted) = self.early_moderation.remove(&u.post_id).unwrap_or((false, false));
+                    let state = PostState {
+                        creator_id: u.creator_id,
+                        category: u.category.clone(),
+                        content_type: u.content_type.clone(),
+                        embedding: u.embedding.clone(),
+                        is_public: u.is_public,
+                        blocked,
+                        demoted,
+                        upload_ts: event.ts,
+                        upload_tick: tick_of(event.ts, self.config.engine.tick_ms).min(tick),
+                        safety: u.safety,
+                    };
+                    let recommendable = state.recommendable();
+                    let info = Self::info(u.post_id, &state);
+                    self.posts.insert(u.post_id, state);
+                    self.stats.uploads += 1;
+                    if recommendable {
+                        self.index_insert(u.post_id);
+                        out.push(RegistryOutput::Eligibility(info, tick, 1));
+                    }
+                    // Engagements that were waiting for this post take effect now.
+                    if let Some(waiting) = self.pending.remove(&u.post_id) {
+                        for (_, ev) in waiting.into_iter().filter(|(et, _)| et + ttl >= tick) {
+                            if let EventBody::Engagement(e) = &ev.body {
+                                if let Some(x) = self.enrich(tick, &ev, e) {
+                                    out.push(RegistryOutput::Enriched(x));
+                                }
+                            }
+                        }
+                    }
+                }
+                EventBody::Moderation(m) => {
+                    self.stats.moderations += 1;
+                    let Some(post) = self.posts.get_mut(&m.post_id) else {
+                        let early = self.early_moderation.entry(m.post_id).or_insert((false, false));
+                        match m.action {
+                            ModerationAction::Block => early.0 = true,
+                            ModerationAction::Unblock => early.0 = false,
+                            ModerationAction::Demote => early.1 = true,
+                        }
+                        continue;
+                    };
+                    let was = post.recommendable();
+                    match m.action {
+                        ModerationAction::Block => post.blocked = true,
+                        ModerationAction::Unblock => post.blocked = false,
+                        ModerationAction::Demote => post.demoted = true,
+                    }
+                    let now = post.recommendable();
+                    let info = Self::info(m.post_id, post);
+                    if was && !now {
+                        self.index_remove(m.post_id);
+                        out.push(RegistryOutput::Eligibility(info, tick, -1));
+                    } else if !was && now {
+                        self.index_insert(m.post_id);
+                        out.push(RegistryOutput::Eligibility(info, tick, 1));
+                    }
+                }
+                EventBody::Engagement(e) => {
+                    if let Some(x) = self.enrich(tick, &event, e) {
+                        out.push(RegistryOutput::Enriched(x));
+                    } else {
+                        self.stats.engagements_waited += 1;
+                        self.pending_order.push_back((tick, e.post_id));
+                        self.pending.entry(e.post_id).or_default().push((tick, event.clone()));
+                    }
+                }
+                EventBody::Request(_) => {}
+            }
+        }
+    }
+
+    /// Number of vectors in this worker's shards.
+    pub fn index_len(&self) -> usize {
+        self.shards.values().map(|s| s.len()).sum()
+    }
+
+    /// Engagements still waiting for their upload.
+    pub fn pending_len(&self) -> usize {
+        self.pending.values().map(|v| v.len()).sum()
+    }
+}
+
+/// Routes post events to their shard's worker and runs the registry there.
+pub fn post_registry<'scope>(
+    events: StreamVec<'scope, u64, Event>,
+    registry: Rc<RefCell<Registry>>,
+    shards: u32,
+) -> StreamVec<'scope, u64, RegistryOutput> {
+    events.tick_batch(
+        "PostRegistry",
+        move |e: &Event| {
+            let post_id = match &e.body {
+                EventBody::Upload(u) => u.post_id,
+                EventBody::Engagement(x) => x.post_id,
+                EventBody::Moderation(m) => m.post_id,
+                EventBody::Request(r) => r.user_id,
+            };
+            shard_of(post_id, shards) as u64
+        },
+        move |tick, batch, out| registry.borrow_mut().apply_tick(tick, batch, out),
+    )
+}

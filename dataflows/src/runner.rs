@@ -1,0 +1,564 @@
+//! Runs the whole graph over a recorded log (file mode) on N timely workers.
+//!
+//! Each worker reads every line of the log and keeps the lines `i ≡ worker
+//! (mod workers)`, decodes them, and feeds them to the graph at their tick.
+//! Rejected lines go to the DLQ. Outputs are gathered on worker 0, sorted
+//! within each tick, and written as JSONL.
+
+use crate::interest::{user_interests, Interests, UserVectors};
+use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
+use crate::pools::{fresh_pool, popularity, PopularEntry};
+use crate::posts::{post_registry, Registry, RegistryOutput};
+use crate::snapshot::{snapshot, Contents};
+use crate::stats::{Counters, Summary};
+use crate::trending::trending_pool;
+use differential_dataflow::AsCollection;
+use feedflow_connectors::config::Config;
+use feedflow_connectors::event::{Event, EventBody, Position};
+use feedflow_connectors::jsonl::{FileError, LineReader, LineSink, Pacer};
+use feedflow_connectors::{decode, DecodeLimits, DlqRecord};
+use feedflow_operators::dedupe::Dedupe;
+use feedflow_operators::hash::hash_bytes;
+use feedflow_operators::tick_batch::TickBatch;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::vec::{Filter, Input, Map};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The JSONL log to replay.
+    pub log: PathBuf,
+    /// Output folder; `None` writes no files.
+    pub out_dir: Option<PathBuf>,
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// Replay pace (0 = as fast as possible).
+    pub speed: f64,
+    /// Collect final state for inspection (tests, evaluation).
+    pub snapshot: bool,
+    /// Print progress lines to stderr.
+    pub progress: bool,
+    /// Timely cluster arguments (`-w`, `-n`, `-p`, `-h`); when given they decide the workers.
+    pub timely_args: Vec<String>,
+}
+
+impl RunOptions {
+    /// Defaults for replaying `log` with `workers` threads and no files.
+    pub fn new(log: &Path, workers: usize) -> Self {
+        Self {
+            log: log.to_path_buf(),
+            out_dir: None,
+            workers,
+            speed: 0.0,
+            snapshot: false,
+            progress: false,
+            timely_args: Vec::new(),
+        }
+    }
+}
+
+/// Errors that stop a run (never caused by an event).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Reading the log or writing an output failed.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The timely cluster could not start or a worker failed.
+    #[error("dataflow: {0}")]
+    Dataflow(String),
+}
+
+/// Final state of the engine, gathered from every worker.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Last tick of the log.
+    pub last_tick: u64,
+    /// The time at which vectors are evaluated: the end of the last tick.
+    pub at_ts: i64,
+    /// Indexed posts and their stored vectors.
+    pub index: BTreeMap<u64, Vec<f32>>,
+    /// Posts per logical shard.
+    pub shard_members: BTreeMap<u32, Vec<u64>>,
+    /// Every user's vectors at `at_ts`.
+    pub users: BTreeMap<u64, UserVectors>,
+    /// The trending pool: category → entries, best first.
+    pub trending: BTreeMap<String, Vec<TrendEntry>>,
+    /// Fresh posts.
+    pub fresh: Vec<u64>,
+    /// Popular posts with their weighted engagement (thousandths), best first.
+    pub popular: Vec<(u64, i64)>,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Counters and figures.
+    pub summary: Summary,
+    /// Final state, when asked for.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// What one worker hands back.
+struct WorkerResult {
+    counters: Counters,
+    snapshot: Option<Snapshot>,
+    trending_changes: u64,
+    trending_pool: u64,
+    fresh_pool: u64,
+    popular: u64,
+    error: Option<String>,
+}
+
+/// Shared between the workers of this process.
+struct Shared {
+    /// Outputs stop at this tick; unknown (u64::MAX) until every worker has read its share.
+    horizon: Arc<AtomicU64>,
+    /// Highest tick read by any worker so far.
+    max_read: AtomicU64,
+    /// Workers done reading.
+    finished: AtomicUsize,
+    /// Lines read by all workers (progress).
+    lines: AtomicU64,
+}
+
+/// A JSONL output written by worker 0.
+type Writer = Rc<RefCell<Option<LineSink>>>;
+
+fn open_writer(dir: Option<&Path>, name: &str, is_writer: bool) -> Result<Writer, FileError> {
+    let sink = match dir {
+        Some(dir) if is_writer => Some(LineSink::create(&dir.join(name))?),
+        _ => None,
+    };
+    Ok(Rc::new(RefCell::new(sink)))
+}
+
+fn write_lines(writer: &Writer, error: &Rc<RefCell<Option<String>>>, lines: impl Iterator<Item = String>) {
+    if let Some(sink) = writer.borrow_mut().as_mut() {
+        for line in lines {
+            if let Err(e) = sink.write_line(&line) {
+                error.borrow_mut().get_or_insert(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
+fn trending_json(change: &TrendingChange) -> String {
+    serde_json::json!({
+        "ts": change.ts,
+        "post_id": change.post_id,
+        "category": change.category,
+        "velocity_ratio": change.velocity_ratio,
+        "recent": change.recent,
+        "diff": change.diff,
+    })
+    .to_string()
+}
+
+/// Replays a log through the graph and returns its summary (and final state on request).
+pub fn run_file(config: &Config, options: &RunOptions) -> Result<RunReport, RunError> {
+    // Fail early, with one clear message, if the log cannot be read.
+    LineReader::open(&options.log, 0, 1)?;
+    if let Some(dir) = &options.out_dir {
+        std::fs::create_dir_all(dir).map_err(|source| FileError::Write { path: dir.clone(), source })?;
+    }
+    let (timely_config, local_workers) = if options.timely_args.is_empty() {
+        (timely::Config::process(options.workers.max(1)), options.workers.max(1))
+    } else {
+        let c = timely::Config::from_args(options.timely_args.clone().into_iter()).map_err(RunError::Dataflow)?;
+        let threads = match &c.communication {
+            timely::CommunicationConfig::Thread => 1,
+            timely::CommunicationConfig::Process(n) => *n,
+            timely::CommunicationConfig::ProcessBinary(n) => *n,
+            timely::CommunicationConfig::Cluster { threads, .. } => *threads,
+        };
+        (c, threads)
+    };
+    let shared = Arc::new(Shared {
+        horizon: Arc::new(AtomicU64::new(u64::MAX)),
+        max_read: AtomicU64::new(0),
+        finished: AtomicUsize::new(0),
+        lines: AtomicU64::new(0),
+    });
+    let config_popular_top_n = config.pools.popular_top_n;
+    let config = Arc::new(config.clone());
+    let options_shared = Arc::new(options.clone());
+    let started = Instant::now();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let results_in = results.clone();
+    let guards = timely::execute(timely_config, move |worker| {
+        let result = run_worker(worker, &config, &options_shared, &shared, local_workers);
+        results_in.lock().expect("no worker panicked while holding the lock").push(result);
+    })
+    .map_err(RunError::Dataflow)?;
+    for outcome in guards.join() {
+        outcome.map_err(RunError::Dataflow)?;
+    }
+    let elapsed = started.elapsed();
+    let results = std::mem::take(&mut *results.lock().expect("workers are done"));
+    let mut summary = Summary { workers: results.len(), elapsed, ..Summary::default() };
+    let mut snapshot: Option<Snapshot> = None;
+    for r in results {
+        if let Some(e) = r.error {
+            return Err(RunError::Dataflow(e));
+        }
+        summary.counters.merge(&r.counters);
+        summary.trending_changes += r.trending_changes;
+        summary.trending_pool += r.trending_pool;
+        summary.fresh_pool += r.fresh_pool;
+        summary.popular += r.popular;
+        if let Some(part) = r.snapshot {
+            let whole = snapshot.get_or_insert_with(Snapshot::default);
+            whole.last_tick = part.last_tick;
+            whole.at_ts = part.at_ts;
+            whole.index.extend(part.index);
+            whole.shard_members.extend(part.shard_members);
+            whole.users.extend(part.users);
+            for (category, entries) in part.trending {
+                whole.trending.entry(category).or_default().extend(entries);
+            }
+            whole.fresh.extend(part.fresh);
+            whole.popular.extend(part.popular);
+        }
+    }
+    summary.popular = summary.popular.min(config_popular_top_n as u64);
+    if let Some(s) = snapshot.as_mut() {
+        s.trending.values_mut().for_each(|v| v.sort());
+        s.fresh.sort();
+        s.popular.sort_by_key(|(post, w)| (std::cmp::Reverse(*w), *post));
+        s.popular.truncate(config_popular_top_n);
+        summary.last_tick = s.last_tick;
+    }
+    Ok(RunReport { summary, snapshot })
+}
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    config: &Config,
+    options: &RunOptions,
+    shared: &Shared,
+    local_workers: usize,
+) -> WorkerResult {
+    let index = worker.index();
+    let peers = worker.peers();
+    let counters = Rc::new(RefCell::new(Counters::default()));
+    let error: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
+    let registry = Rc::new(RefCell::new(Registry::new(config)));
+    let interests = Rc::new(RefCell::new(Interests::new(config)));
+    let out_dir = options.out_dir.as_deref();
+    let writers = (|| -> Result<(Writer, Writer), FileError> {
+        Ok((open_writer(out_dir, "trending.jsonl", index == 0)?, open_writer(out_dir, "dlq.jsonl", index == 0)?))
+    })();
+    let (trending_writer, dlq_writer) = match writers {
+        Ok(w) => w,
+        Err(e) => {
+            *error.borrow_mut() = Some(e.to_string());
+            (Rc::new(RefCell::new(None)), Rc::new(RefCell::new(None)))
+        }
+    };
+    let trending_changes = Rc::new(RefCell::new(0u64));
+
+    let mut events_in: InputHandleVec<u64, Event> = InputHandleVec::new();
+    let mut dlq_in: InputHandleVec<u64, DlqRecord> = InputHandleVec::new();
+    let probe = ProbeHandle::new();
+    let horizon = shared.horizon.clone();
+    let dedupe_ticks = config.ticks(config.dedupe.horizon_ms);
+    let tick_ms = config.engine.tick_ms;
+
+    let (pool, fresh, popular) = worker.dataflow::<u64, _, _>(|scope| {
+        let dup_counters = counters.clone();
+        let events = scope.input_from(&mut events_in).dedupe(
+            "Dedupe",
+            |e: &Event| e.event_id.as_ref().map(|id| hash_bytes(id.as_bytes())),
+            |e: &Event| (e.ts, e.position),
+            dedupe_ticks,
+            config.dedupe.max_ids_per_worker,
+            move |_| dup_counters.borrow_mut().duplicates += 1,
+        );
+        let post_events = events.filter(|e| !matches!(e.body, EventBody::Request(_)));
+        let registry_out = post_registry(post_events, registry.clone(), config.index.shards);
+        let enriched = registry_out.clone().flat_map(|o| match o {
+            RegistryOutput::Enriched(e) => Some(e),
+            RegistryOutput::Eligibility(..) => None,
+        });
+        let eligible = registry_out
+            .flat_map(|o| match o {
+                RegistryOutput::Eligibility(info, tick, diff) => Some((info, tick, diff)),
+                RegistryOutput::Enriched(_) => None,
+            })
+            .as_collection();
+
+        let pool = trending_pool(config, enriched.clone(), eligible.clone());
+        let fresh = fresh_pool(config, eligible.clone()).consolidate();
+        let popular = popularity(config, enriched.clone(), eligible);
+        user_interests(enriched.clone(), interests.clone()).probe_with(&probe);
+
+        // The trending change stream, gathered on worker 0 and written in a fixed order.
+        let writer = trending_writer.clone();
+        let sink_error = error.clone();
+        let written = trending_changes.clone();
+        let sink_horizon = horizon.clone();
+        pool.clone()
+            .inner
+            .tick_batch_by(
+                "TrendingSink",
+                |_| 0,
+                |(_, t, _)| *t,
+                move |tick, batch, _out: &mut Vec<()>| {
+                    if tick > sink_horizon.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let mut net: BTreeMap<(u64, String, TrendEntry), isize> = BTreeMap::new();
+                    for ((category, entry), _, diff) in batch {
+                        *net.entry((entry.post_id, category, entry)).or_default() += diff;
+                    }
+                    let mut changes: Vec<_> = net.into_iter().filter(|(_, d)| *d != 0).collect();
+                    changes.sort_by(|a, b| (a.0 .0, a.1, &a.0 .2).cmp(&(b.0 .0, b.1, &b.0 .2)));
+                    *written.borrow_mut() += changes.len() as u64;
+                    let lines = changes.into_iter().map(|((post_id, category, entry), diff)| {
+                        trending_json(&TrendingChange {
+                            ts: ((tick + 1) * tick_ms) as i64,
+                            post_id,
+                            category,
+                            velocity_ratio: entry.ratio.value(),
+                            recent: entry.recent_milli as f64 / 1000.0,
+                            diff: diff as i64,
+                        })
+                    });
+                    write_lines(&writer, &sink_error, lines);
+                },
+            )
+            .probe_with(&probe);
+
+        let writer = dlq_writer.clone();
+        let sink_error = error.clone();
+        scope
+            .input_from(&mut dlq_in)
+            .tick_batch(
+                "DlqSink",
+                |_| 0,
+                move |_tick, mut batch: Vec<DlqRecord>, _out: &mut Vec<()>| {
+                    batch.sort();
+                    write_lines(&writer, &sink_error, batch.iter().map(DlqRecord::to_json));
+                },
+            )
+            .probe_with(&probe);
+
+        let pool = snapshot(pool, horizon.clone());
+        let fresh = snapshot(fresh, horizon.clone());
+        let popular = snapshot(popular, horizon.clone());
+        (pool, fresh, popular)
+    });
+
+    // Drive the input from the log.
+    let drive =
+        drive_file(worker, config, options, shared, &counters, &mut events_in, &mut dlq_in, &probe, index, peers);
+    let last_tick = match drive {
+        Ok(t) => t,
+        Err(e) => {
+            error.borrow_mut().get_or_insert(e.to_string());
+            0
+        }
+    };
+    // Outputs stop at the highest tick any worker read, whatever the worker
+    // count: each worker adds its last tick, waits (stepping) for the others,
+    // and only then publishes the horizon and closes its inputs.
+    shared.max_read.fetch_max(last_tick, Ordering::SeqCst);
+    shared.finished.fetch_add(1, Ordering::SeqCst);
+    while shared.finished.load(Ordering::SeqCst) < local_workers {
+        worker.step();
+    }
+    shared.horizon.store(shared.max_read.load(Ordering::SeqCst), Ordering::SeqCst);
+    drop(events_in);
+    drop(dlq_in);
+    while worker.step_or_park(None) {}
+
+    let final_tick = shared.horizon.load(Ordering::SeqCst);
+    for writer in [&trending_writer, &dlq_writer] {
+        if let Some(sink) = writer.borrow_mut().as_mut() {
+            if let Err(e) = sink.flush() {
+                error.borrow_mut().get_or_insert(e.to_string());
+            }
+        }
+    }
+    let reg = registry.borrow();
+    let users = interests.borrow();
+    let mut c = counters.borrow().clone();
+    c.uploads_stored = reg.stats.uploads;
+    c.duplicate_uploads = reg.stats.duplicate_uploads;
+    c.engagements_joined = reg.stats.engagements_joined;
+    c.engagements_waited = reg.stats.engagements_waited;
+    c.engagements_expired = reg.stats.engagements_expired;
+    c.index_rejects = reg.stats.index_rejects;
+    c.index_size = reg.index_len() as u64;
+    c.users = users.users.len() as u64;
+    let snapshot = options.snapshot.then(|| {
+        let at_ts = ((final_tick + 1) * tick_ms) as i64;
+        collect_snapshot(&reg, &users, &pool, &fresh, &popular, config.pools.popular_top_n, final_tick, at_ts)
+    });
+    let trending_changes = *trending_changes.borrow();
+    let result = WorkerResult {
+        counters: c,
+        snapshot,
+        trending_changes,
+        trending_pool: pool.borrow().len() as u64,
+        fresh_pool: fresh.borrow().len() as u64,
+        popular: popular.borrow().len() as u64,
+        error: error.borrow().clone(),
+    };
+    result
+}
+
+fn collect_snapshot(
+    reg: &Registry,
+    users: &Interests,
+    pool: &Contents<(String, TrendEntry)>,
+    fresh: &Contents<PostInfo>,
+    popular: &Contents<PopularEntry>,
+    popular_top_n: usize,
+    last_tick: u64,
+    at_ts: i64,
+) -> Snapshot {
+    let mut s = Snapshot { last_tick, at_ts, ..Snapshot::default() };
+    for (number, shard) in &reg.shards {
+        let mut members: Vec<u64> = reg.posts.keys().copied().filter(|p| shard.contains(*p)).collect();
+        members.sort();
+        for p in &members {
+            if let Some(v) = shard.get(*p) {
+                s.index.insert(*p, v);
+            }
+        }
+        s.shard_members.insert(*number, members);
+    }
+    for user_id in users.users.keys() {
+        if let Some(v) = users.vectors_at(*user_id, at_ts) {
+            s.users.insert(*user_id, v);
+        }
+    }
+    for ((category, entry), _) in pool.borrow().iter() {
+        s.trending.entry(category.clone()).or_default().push(entry.clone());
+    }
+    s.fresh = fresh.borrow().keys().map(|p| p.post_id).collect();
+    s.popular = popular.borrow().keys().take(popular_top_n).map(|(w, p)| (*p, w.0)).collect();
+    s
+}
+
+/// Reads this worker's share of the log into the inputs; returns the last tick read.
+#[allow(clippy::too_many_arguments)]
+fn drive_file(
+    worker: &mut timely::worker::Worker,
+    config: &Config,
+    options: &RunOptions,
+    shared: &Shared,
+    counters: &Rc<RefCell<Counters>>,
+    events_in: &mut InputHandleVec<u64, Event>,
+    dlq_in: &mut InputHandleVec<u64, DlqRecord>,
+    probe: &ProbeHandle<u64>,
+    index: usize,
+    peers: usize,
+) -> Result<u64, FileError> {
+    let limits = DecodeLimits::from_config(config);
+    let tick_ms = config.engine.tick_ms;
+    let lateness = config.ticks(config.engine.allowed_lateness_ms);
+    let source = format!("file:{}", options.log.display());
+    let mut reader = LineReader::open(&options.log, index, peers)?;
+    let total_bytes = reader.file_len();
+    let mut pacer = Pacer::new(options.speed);
+    let mut max_tick = 0u64;
+    let mut frontier = 0u64;
+    // Events ahead of the (held-back) frontier wait here for their tick.
+    let mut ahead: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+    let mut since_step = 0usize;
+    let progress_every = Duration::from_millis(config.input.progress_interval_ms);
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    // How far input may run ahead of the slowest stage, in ticks.
+    const MAX_LAG_TICKS: u64 = 600;
+    while let Some((line_no, bytes)) = reader.next_line()? {
+        let position = Position { source: 0, partition: 0, offset: line_no };
+        counters.borrow_mut().lines += 1;
+        shared.lines.fetch_add(1, Ordering::Relaxed);
+        match decode(bytes, position, &limits) {
+            Ok(event) => {
+                pacer.wait_for(event.ts);
+                let tick = tick_of(event.ts, tick_ms);
+                let mut c = counters.borrow_mut();
+                *c.events.entry(event.body.type_name().to_string()).or_default() += 1;
+                let effective = if tick < frontier {
+                    c.late += 1;
+                    frontier
+                } else {
+                    tick
+                };
+                drop(c);
+                if tick > max_tick {
+                    max_tick = tick;
+                    let next = max_tick.saturating_sub(lateness);
+                    if next > frontier {
+                        frontier = next;
+                        release_until(frontier, &mut ahead, events_in);
+                        dlq_in.advance_to(frontier);
+                        while probe.less_than(&frontier.saturating_sub(MAX_LAG_TICKS)) {
+                            worker.step();
+                        }
+                    }
+                }
+                if effective == frontier {
+                    events_in.send(event);
+                } else {
+                    ahead.entry(effective).or_default().push(event);
+                }
+            }
+            Err(rejection) => {
+                counters.borrow_mut().reject(rejection.reason);
+                dlq_in.send(DlqRecord::new(&source, position, rejection, bytes));
+            }
+        }
+        since_step += 1;
+        if since_step >= 1024 {
+            since_step = 0;
+            worker.step();
+            if options.progress && index == 0 && !progress_every.is_zero() && last_progress.elapsed() >= progress_every
+            {
+                last_progress = Instant::now();
+                let lines = shared.lines.load(Ordering::Relaxed);
+                let share = reader.bytes_read() as f64 / total_bytes.max(1) as f64;
+                eprintln!(
+                    "[feedflow] {:>5.1}%  {} messages  {:.0}/s  tick {}",
+                    100.0 * share,
+                    lines,
+                    lines as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    frontier
+                );
+            }
+        }
+    }
+    release_until(u64::MAX, &mut ahead, events_in);
+    Ok(max_tick)
+}
+
+/// Sends the waiting events of every tick below `frontier`, in tick order, and
+/// advances the input to `frontier` (unless it is the end marker).
+fn release_until(frontier: u64, ahead: &mut BTreeMap<u64, Vec<Event>>, events_in: &mut InputHandleVec<u64, Event>) {
+    while let Some(entry) = ahead.first_entry() {
+        if *entry.key() >= frontier {
+            break;
+        }
+        let (tick, events) = entry.remove_entry();
+        events_in.advance_to(tick);
+        for event in events {
+            events_in.send(event);
+        }
+    }
+    if frontier != u64::MAX {
+        events_in.advance_to(frontier);
+    }
+}

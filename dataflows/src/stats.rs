@@ -1,0 +1,142 @@
+//! Counters of a run and the summary printed at its end.
+
+use feedflow_connectors::codec::RejectReason;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Counters kept by one worker; summed over workers at the end.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counters {
+    /// Input lines (messages) read.
+    pub lines: u64,
+    /// Valid events by type name.
+    pub events: BTreeMap<String, u64>,
+    /// Valid events dropped as duplicates of an earlier `event_id`.
+    pub duplicates: u64,
+    /// Valid events older than the frontier by more than the allowed lateness.
+    pub late: u64,
+    /// Rejected messages by DLQ reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Uploads stored by the registry.
+    pub uploads_stored: u64,
+    /// Uploads repeating a known post id.
+    pub duplicate_uploads: u64,
+    /// Engagements joined with their post.
+    pub engagements_joined: u64,
+    /// Engagements that waited for their upload.
+    pub engagements_waited: u64,
+    /// Engagements dropped because their post never arrived.
+    pub engagements_expired: u64,
+    /// Vectors refused by the index.
+    pub index_rejects: u64,
+    /// Vectors in the index at the end.
+    pub index_size: u64,
+    /// Users with interest state.
+    pub users: u64,
+}
+
+impl Counters {
+    /// Adds another worker's counters.
+    pub fn merge(&mut self, other: &Counters) {
+        self.lines += other.lines;
+        for (k, v) in &other.events {
+            *self.events.entry(k.clone()).or_default() += v;
+        }
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(k.clone()).or_default() += v;
+        }
+        self.uploads_stored += other.uploads_stored;
+        self.duplicate_uploads += other.duplicate_uploads;
+        self.engagements_joined += other.engagements_joined;
+        self.engagements_waited += other.engagements_waited;
+        self.engagements_expired += other.engagements_expired;
+        self.index_rejects += other.index_rejects;
+        self.index_size += other.index_size;
+        self.users += other.users;
+    }
+
+    /// Counts one rejection.
+    pub fn reject(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason.name().to_string()).or_default() += 1;
+    }
+
+    /// Valid events of every type.
+    pub fn valid_events(&self) -> u64 {
+        self.events.values().sum()
+    }
+
+    /// Rejected messages of every reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// What a run reports at its end.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Summed counters.
+    pub counters: Counters,
+    /// Wall time of the replay.
+    pub elapsed: Duration,
+    /// Worker threads.
+    pub workers: usize,
+    /// Posts in the trending pool at the end.
+    pub trending_pool: u64,
+    /// Records written to the trending output.
+    pub trending_changes: u64,
+    /// Posts in the fresh pool at the end.
+    pub fresh_pool: u64,
+    /// Posts in the popular list at the end.
+    pub popular: u64,
+    /// Last tick of the log.
+    pub last_tick: u64,
+}
+
+impl Summary {
+    /// Input messages per second of wall time.
+    pub fn events_per_second(&self) -> f64 {
+        self.counters.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counters;
+        writeln!(
+            f,
+            "feedflow: {} messages in {:.2} s on {} worker(s): {:.0} events/s",
+            c.lines,
+            self.elapsed.as_secs_f64(),
+            self.workers,
+            self.events_per_second()
+        )?;
+        let types: Vec<String> = c.events.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(f, "  accepted  {} ({})", c.valid_events(), types.join(", "))?;
+        writeln!(f, "  dropped   {} duplicate event_id, {} late (applied at the frontier)", c.duplicates, c.late)?;
+        let reasons: Vec<String> = c.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(
+            f,
+            "  dlq       {}{}",
+            c.rejected_total(),
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+        )?;
+        writeln!(
+            f,
+            "  posts     {} stored, {} in the index, {} duplicate uploads, {} refused by the index",
+            c.uploads_stored, c.index_size, c.duplicate_uploads, c.index_rejects
+        )?;
+        writeln!(
+            f,
+            "  engagements {} joined ({} waited for their upload, {} expired waiting); {} users",
+            c.engagements_joined, c.engagements_waited, c.engagements_expired, c.users
+        )?;
+        write!(
+            f,
+            "  pools     trending {} ({} changes written), fresh {}, popular {}",
+            self.trending_pool, self.trending_changes, self.fresh_pool, self.popular
+        )
+    }
+}

@@ -1,0 +1,72 @@
+//! Velocity scores and the trending pool, maintained incrementally in differential dataflow.
+//!
+//! - recent(post): weighted positive engagements in the last `window` ticks,
+//!   and their count (a sliding window: each engagement is retracted when it expires);
+//! - baseline(creator): weighted positive engagements over `baseline_window`,
+//!   expressed per `window`;
+//! - velocity_ratio = recent / max(baseline, floor), an exact fraction;
+//! - the pool: recommendable posts younger than `max_age` with ratio ≥ threshold
+//!   and count ≥ `min_count`, the top `top_n` of each category by ratio.
+
+use crate::model::{weight_milli, Enriched, PostInfo, Ratio, TrendEntry};
+use differential_dataflow::operators::CountTotal;
+use differential_dataflow::{AsCollection, VecCollection};
+use feedflow_connectors::config::Config;
+use feedflow_operators::expire::ExpireAfter;
+use feedflow_operators::sliding_window::SlidingWindow;
+use feedflow_operators::top_k::TopK;
+use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::StreamVec;
+
+/// The trending pool: `(category, entry)` records.
+pub type TrendingPool<'scope> = VecCollection<'scope, u64, (String, TrendEntry), isize>;
+
+/// Builds the velocity computation and the pool from enriched engagements and
+/// the collection of recommendable posts.
+pub fn trending_pool<'scope>(
+    config: &Config,
+    engagements: StreamVec<'scope, u64, Enriched>,
+    eligible: VecCollection<'scope, u64, PostInfo, isize>,
+) -> TrendingPool<'scope> {
+    let t = config.trending.clone();
+    let window = config.ticks(t.window_ms);
+    let baseline_window = config.ticks(t.baseline_window_ms);
+    let max_age = config.ticks(t.max_age_ms);
+    let floor_milli = weight_milli(t.baseline_floor);
+    let threshold_milli = weight_milli(t.ratio_threshold);
+    let min_count = t.min_count;
+
+    // Only positive engagements make a post trend.
+    let positive = engagements.filter(|e| e.weight_milli > 0);
+
+    let recent = positive
+        .clone()
+        .map(|e| (e.post_id, e.tick, (e.weight_milli, 1i64)))
+        .as_collection()
+        .sliding_window(window)
+        .count_total()
+        .filter(move |(_, (_, count))| *count >= min_count);
+
+    let baseline = positive
+        .map(|e| (e.creator_id, e.tick, e.weight_milli))
+        .as_collection()
+        .sliding_window(baseline_window)
+        .count_total();
+
+    let young =
+        eligible.expire_after(|p: &PostInfo| p.upload_tick, max_age).map(|p| (p.post_id, (p.creator_id, p.category)));
+
+    recent
+        .join(young)
+        .map(|(post_id, ((recent_milli, count), (creator_id, category)))| {
+            (creator_id, (post_id, category, recent_milli, count))
+        })
+        .join(baseline)
+        .flat_map(move |(creator_id, ((post_id, category, recent_milli, count), baseline_milli))| {
+            let ratio = Ratio::velocity(recent_milli, baseline_milli, t.window_ms, t.baseline_window_ms, floor_milli);
+            ratio
+                .at_least(threshold_milli)
+                .then(|| (category, TrendEntry { ratio, post_id, creator_id, recent_milli, count }))
+        })
+        .top_k_per_key(t.top_n)
+}

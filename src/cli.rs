@@ -1,0 +1,192 @@
+//! The command line of DESIGN.md: `run` and `gen` (the other commands arrive with live mode and serving).
+
+use crate::gen::{generate, GenOptions};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use feedflow_connectors::config::Config;
+use feedflow_dataflows::{run_file, RunOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The embedded default configuration (`config/local.toml`).
+pub const EMBEDDED_CONFIG: &str = include_str!("../config/local.toml");
+
+#[derive(Parser, Debug)]
+#[command(name = "feedflow", version, about = "Real-time recommendations on timely/differential dataflow")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a recorded log through the dataflows and write the outputs.
+    Run(RunArgs),
+    /// Generate a synthetic world: an event log and its ground truth.
+    Gen(GenArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
+struct RunArgs {
+    /// Configuration file (default: the embedded config/local.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log to replay (default: the config's `input.log`, generated if missing).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Output folder (default: the config's `output.dir`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: the config's `engine.workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Replay pace: 0 as fast as possible, N times real time.
+    #[arg(long)]
+    speed: Option<f64>,
+    /// Timely: worker threads per process (multi-process runs).
+    #[arg(short = 'w')]
+    timely_workers: Option<usize>,
+    /// Timely: number of processes.
+    #[arg(short = 'n')]
+    processes: Option<usize>,
+    /// Timely: this process's index.
+    #[arg(short = 'p')]
+    process: Option<usize>,
+    /// Timely: file of host:port addresses, one per process.
+    #[arg(short = 'h')]
+    hostfile: Option<PathBuf>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+#[derive(Args, Debug)]
+struct GenArgs {
+    /// Random seed.
+    #[arg(long)]
+    seed: u64,
+    /// Number of users.
+    #[arg(long, default_value_t = GenOptions::default().users)]
+    users: usize,
+    /// Number of uploads.
+    #[arg(long, default_value_t = GenOptions::default().posts)]
+    posts: usize,
+    /// Span of event time in hours.
+    #[arg(long, default_value_t = GenOptions::default().hours)]
+    hours: f64,
+    /// Embedding length (must match the engine's `index.dimensions`).
+    #[arg(long, default_value_t = 64)]
+    dimensions: usize,
+    /// Output log; the ground truth is written beside it as `<name>.truth.json`.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Loads `--config` or the embedded default.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    Ok(match path {
+        Some(p) => Config::from_file(p)?,
+        None => Config::from_toml_str(EMBEDDED_CONFIG, "embedded config/local.toml")?,
+    })
+}
+
+fn timely_args(a: &RunArgs) -> Result<Vec<String>> {
+    let mut args = Vec::new();
+    if let Some(w) = a.timely_workers {
+        args.extend(["-w".to_string(), w.to_string()]);
+    }
+    if let Some(n) = a.processes {
+        args.extend(["-n".to_string(), n.to_string()]);
+    }
+    if let Some(p) = a.process {
+        args.extend(["-p".to_string(), p.to_string()]);
+    }
+    if let Some(h) = &a.hostfile {
+        args.extend(["-h".to_string(), h.display().to_string()]);
+    }
+    if !args.is_empty() && a.timely_workers.is_none() {
+        bail!("-n/-p/-h need -w (worker threads per process)");
+    }
+    Ok(args)
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let config = load_config(a.config.as_deref())?;
+    let log = a.log.clone().unwrap_or_else(|| config.input.log.clone());
+    if !log.exists() {
+        match (&config.input.generate_if_missing, &a.log) {
+            (Some(g), None) => {
+                eprintln!("[feedflow] {} does not exist: generating a sample world (seed {})", log.display(), g.seed);
+                let options = GenOptions {
+                    seed: g.seed,
+                    users: g.users,
+                    posts: g.posts,
+                    hours: g.hours,
+                    dimensions: config.index.dimensions,
+                    ..GenOptions::default()
+                };
+                let summary = generate(&options, &log).with_context(|| format!("generating {}", log.display()))?;
+                eprintln!("[feedflow] {summary}");
+            }
+            _ => bail!("the log {} does not exist", log.display()),
+        }
+    }
+    let out = a.out.clone().unwrap_or_else(|| config.output.dir.clone());
+    let workers = a.workers.unwrap_or(config.engine.workers);
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let options = RunOptions {
+        log: log.clone(),
+        out_dir: Some(out.clone()),
+        workers,
+        speed: a.speed.unwrap_or(config.input.speed),
+        snapshot: false,
+        progress: true,
+        timely_args: timely_args(&a)?,
+    };
+    eprintln!("[feedflow] replaying {} on {} worker(s) into {}/", log.display(), workers, out.display());
+    let report = run_file(&config, &options)?;
+    println!("{}", report.summary);
+    println!("  outputs   {}/trending.jsonl, {}/dlq.jsonl", out.display(), out.display());
+    Ok(())
+}
+
+fn gen(a: GenArgs) -> Result<()> {
+    let options = GenOptions {
+        seed: a.seed,
+        users: a.users,
+        posts: a.posts,
+        hours: a.hours,
+        dimensions: a.dimensions,
+        ..GenOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let summary = generate(&options, &a.out)?;
+    println!("{summary}");
+    println!(
+        "wrote {} and {} in {:.1} s",
+        a.out.display(),
+        summary.truth_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Parses the command line and runs the command; exit status 1 on unusable
+/// configuration or I/O failure (never for bad events), 2 on usage errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(a) => run(a),
+        Command::Gen(a) => gen(a),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("feedflow: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

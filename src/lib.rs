@@ -1,0 +1,19 @@
+//! feedflow: a real-time recommendation engine on timely/differential dataflow.
+//!
+//! A short tour:
+//! - `feedflow_connectors`: the event contract (typed events, JSON codec,
+//!   validation, DLQ records), the typed configuration, the JSONL transport.
+//! - `feedflow_operators`: domain-agnostic dataflow building blocks (per-tick
+//!   batches, sliding windows, expiry, top-k, dedupe, decayed vectors, session
+//!   windows, usearch shards).
+//! - `feedflow_dataflows`: the graph (post registry and index, trending,
+//!   interest, pools) and the file-mode runner.
+//! - [`gen`]: the synthetic world generator behind `feedflow gen`.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod gen;
+
+pub use feedflow_connectors as connectors;
+pub use feedflow_dataflows as dataflows;
+pub use feedflow_operators as operators;
