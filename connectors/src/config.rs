@@ -114,6 +114,9 @@ pub struct IndexConfig {
     #[serde(default = "default_shards")]
     pub shards: u32,
     /// HNSW graph degree (usearch "connectivity"); lower inserts faster, recalls less.
+    /// The defaults (12, 24, 400, i8) were measured with `operators/examples/index_tuning.rs`
+    /// on 30k clustered 64-d vectors: ~30k inserts/s on one core, recall@100 ≈ 0.95,
+    /// against ~9k inserts/s for usearch's own defaults (16, 64, f32).
     #[serde(default = "default_connectivity")]
     pub connectivity: usize,
     /// HNSW candidate list size while inserting (usearch "expansion_add").
@@ -268,16 +271,16 @@ fn default_shards() -> u32 {
     4
 }
 fn default_connectivity() -> usize {
-    16
+    12
 }
 fn default_expansion_add() -> usize {
-    64
+    24
 }
 fn default_expansion_search() -> usize {
-    128
+    400
 }
 fn default_quantization() -> String {
-    "f32".into()
+    "i8".into()
 }
 fn default_dedupe_horizon_ms() -> u64 {
     3_600_000

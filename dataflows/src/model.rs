@@ -4,6 +4,7 @@ use feedflow_connectors::config::{Config, EngagementWeights};
 use feedflow_connectors::EngagementKind;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 /// Event time to tick.
 pub fn tick_of(ts: i64, tick_ms: u64) -> u64 {
@@ -60,7 +61,7 @@ pub struct Enriched {
     /// Weight in thousandths.
     pub weight_milli: i64,
     /// The post's embedding.
-    pub embedding: Vec<f32>,
+    pub embedding: Arc<[f32]>,
 }
 
 impl Enriched {

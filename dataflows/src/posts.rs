@@ -19,6 +19,7 @@ use feedflow_operators::vector_shard::{ShardSettings, VectorShard};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use timely::dataflow::StreamVec;
 
 /// The logical index shard owning a post.
@@ -36,7 +37,7 @@ pub struct PostState {
     /// Content type.
     pub content_type: String,
     /// Embedding as uploaded.
-    pub embedding: Vec<f32>,
+    pub embedding: Arc<[f32]>,
     /// Visibility.
     pub is_public: bool,
     /// Blocked by moderation.
@@ -205,7 +206,7 @@ impl Registry {
                         creator_id: u.creator_id,
                         category: u.category.clone(),
                         content_type: u.content_type.clone(),
-                        embedding: u.embedding.clone(),
+                        embedding: Arc::from(u.embedding.as_slice()),
                         is_public: u.is_public,
                         blocked,
                         demoted,

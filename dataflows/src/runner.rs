@@ -20,6 +20,7 @@ use feedflow_connectors::{decode, DecodeLimits, DlqRecord};
 use feedflow_operators::dedupe::Dedupe;
 use feedflow_operators::hash::hash_bytes;
 use feedflow_operators::tick_batch::TickBatch;
+use feedflow_operators::ticked_input::TickedInput;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::vec::{Filter, Input, Map};
+use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::operators::Probe;
-use timely::dataflow::{InputHandleVec, ProbeHandle};
+use timely::dataflow::ProbeHandle;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -266,16 +267,16 @@ fn run_worker(
     };
     let trending_changes = Rc::new(RefCell::new(0u64));
 
-    let mut events_in: InputHandleVec<u64, Event> = InputHandleVec::new();
-    let mut dlq_in: InputHandleVec<u64, DlqRecord> = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let horizon = shared.horizon.clone();
     let dedupe_ticks = config.ticks(config.dedupe.horizon_ms);
     let tick_ms = config.engine.tick_ms;
 
-    let (pool, fresh, popular) = worker.dataflow::<u64, _, _>(|scope| {
+    let (pool, fresh, popular, mut events_in, mut dlq_in) = worker.dataflow::<u64, _, _>(|scope| {
         let dup_counters = counters.clone();
-        let events = scope.input_from(&mut events_in).dedupe(
+        let (events_in, events) = TickedInput::new(&scope);
+        let (dlq_in, dlq) = TickedInput::new(&scope);
+        let events = events.dedupe(
             "Dedupe",
             |e: &Event| e.event_id.as_ref().map(|id| hash_bytes(id.as_bytes())),
             |e: &Event| (e.ts, e.position),
@@ -340,8 +341,7 @@ fn run_worker(
 
         let writer = dlq_writer.clone();
         let sink_error = error.clone();
-        scope
-            .input_from(&mut dlq_in)
+        dlq
             .tick_batch(
                 "DlqSink",
                 |_| 0,
@@ -355,7 +355,7 @@ fn run_worker(
         let pool = snapshot(pool, horizon.clone());
         let fresh = snapshot(fresh, horizon.clone());
         let popular = snapshot(popular, horizon.clone());
-        (pool, fresh, popular)
+        (pool, fresh, popular, events_in, dlq_in)
     });
 
     // Drive the input from the log.
@@ -377,8 +377,8 @@ fn run_worker(
         worker.step();
     }
     shared.horizon.store(shared.max_read.load(Ordering::SeqCst), Ordering::SeqCst);
-    drop(events_in);
-    drop(dlq_in);
+    events_in.close();
+    dlq_in.close();
     while worker.step_or_park(None) {}
 
     let final_tick = shared.horizon.load(Ordering::SeqCst);
@@ -451,6 +451,11 @@ fn collect_snapshot(
     s
 }
 
+/// In an as-fast-as-possible replay the input frontier advances this many ticks at a time.
+const REPLAY_STEP_TICKS: u64 = 64;
+/// How far the input may run ahead of the slowest stage, in ticks.
+const MAX_LAG_TICKS: u64 = 512;
+
 /// Reads this worker's share of the log into the inputs; returns the last tick read.
 #[allow(clippy::too_many_arguments)]
 fn drive_file(
@@ -459,8 +464,8 @@ fn drive_file(
     options: &RunOptions,
     shared: &Shared,
     counters: &Rc<RefCell<Counters>>,
-    events_in: &mut InputHandleVec<u64, Event>,
-    dlq_in: &mut InputHandleVec<u64, DlqRecord>,
+    events_in: &mut TickedInput<Event>,
+    dlq_in: &mut TickedInput<DlqRecord>,
     probe: &ProbeHandle<u64>,
     index: usize,
     peers: usize,
@@ -474,14 +479,14 @@ fn drive_file(
     let mut pacer = Pacer::new(options.speed);
     let mut max_tick = 0u64;
     let mut frontier = 0u64;
-    // Events ahead of the (held-back) frontier wait here for their tick.
-    let mut ahead: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+    // The input frontier moves in steps of `step` ticks when replaying as fast
+    // as possible (fewer, larger batches downstream; same results), tick by
+    // tick when paced.
+    let step = if options.speed > 0.0 { 1 } else { REPLAY_STEP_TICKS };
     let mut since_step = 0usize;
     let progress_every = Duration::from_millis(config.input.progress_interval_ms);
     let started = Instant::now();
     let mut last_progress = Instant::now();
-    // How far input may run ahead of the slowest stage, in ticks.
-    const MAX_LAG_TICKS: u64 = 600;
     while let Some((line_no, bytes)) = reader.next_line()? {
         let position = Position { source: 0, partition: 0, offset: line_no };
         counters.borrow_mut().lines += 1;
@@ -504,22 +509,20 @@ fn drive_file(
                     let next = max_tick.saturating_sub(lateness);
                     if next > frontier {
                         frontier = next;
-                        release_until(frontier, &mut ahead, events_in);
-                        dlq_in.advance_to(frontier);
-                        while probe.less_than(&frontier.saturating_sub(MAX_LAG_TICKS)) {
-                            worker.step();
+                        if frontier >= events_in.frontier().unwrap_or(0) + step {
+                            events_in.advance_to(frontier);
+                            dlq_in.advance_to(frontier);
+                            while probe.less_than(&frontier.saturating_sub(MAX_LAG_TICKS)) {
+                                worker.step();
+                            }
                         }
                     }
                 }
-                if effective == frontier {
-                    events_in.send(event);
-                } else {
-                    ahead.entry(effective).or_default().push(event);
-                }
+                events_in.push(effective, event);
             }
             Err(rejection) => {
                 counters.borrow_mut().reject(rejection.reason);
-                dlq_in.send(DlqRecord::new(&source, position, rejection, bytes));
+                dlq_in.push(frontier, DlqRecord::new(&source, position, rejection, bytes));
             }
         }
         since_step += 1;
@@ -541,24 +544,7 @@ fn drive_file(
             }
         }
     }
-    release_until(u64::MAX, &mut ahead, events_in);
+    events_in.flush();
+    dlq_in.flush();
     Ok(max_tick)
-}
-
-/// Sends the waiting events of every tick below `frontier`, in tick order, and
-/// advances the input to `frontier` (unless it is the end marker).
-fn release_until(frontier: u64, ahead: &mut BTreeMap<u64, Vec<Event>>, events_in: &mut InputHandleVec<u64, Event>) {
-    while let Some(entry) = ahead.first_entry() {
-        if *entry.key() >= frontier {
-            break;
-        }
-        let (tick, events) = entry.remove_entry();
-        events_in.advance_to(tick);
-        for event in events {
-            events_in.send(event);
-        }
-    }
-    if frontier != u64::MAX {
-        events_in.advance_to(frontier);
-    }
 }

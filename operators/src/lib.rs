@@ -1,5 +1,6 @@
 //! Domain-agnostic building blocks for timely/differential dataflows.
 //!
+//! - [`ticked_input`]: an input that moves its frontier in steps of many ticks.
 //! - [`tick_batch`]: per-tick, per-key delivery of complete batches (deterministic state updates).
 //! - [`sliding_window`]: sliding windows as retractions in differential.
 //! - [`schedule`]: hold future updates (window expiries) until they are due.
@@ -19,5 +20,6 @@ pub mod schedule;
 pub mod session_window;
 pub mod sliding_window;
 pub mod tick_batch;
+pub mod ticked_input;
 pub mod top_k;
 pub mod vector_shard;

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// One action: time, weight and vector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,7 +22,7 @@ pub struct Action {
     /// Its weight.
     pub weight: f64,
     /// Its vector.
-    pub vector: Vec<f32>,
+    pub vector: Arc<[f32]>,
 }
 
 /// Bounded window over the current session's most recent actions.
@@ -44,7 +45,8 @@ impl SessionWindow {
     /// Records an action. An action older than the newest one is put in time
     /// order; one from before the current session (more than the gap before its
     /// start) is ignored.
-    pub fn push(&mut self, ts: i64, weight: f64, vector: Vec<f32>) {
+    pub fn push(&mut self, ts: i64, weight: f64, vector: impl Into<Arc<[f32]>>) {
+        let vector = vector.into();
         let action = Action { ts, weight, vector };
         match self.actions.back() {
             Some(last) if ts >= last.ts => {
@@ -79,7 +81,7 @@ impl SessionWindow {
         let mut out = vec![0.0; dims];
         if self.is_active(now) {
             for a in &self.actions {
-                for (o, v) in out.iter_mut().zip(&a.vector) {
+                for (o, v) in out.iter_mut().zip(a.vector.iter()) {
                     *o += a.weight * *v as f64;
                 }
             }
