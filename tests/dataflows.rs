@@ -97,7 +97,10 @@ fn check_world(seed: u64) {
         );
         for (k, (ratio, recent)) in &engine {
             let (r, w) = expected_flat[k];
-            assert!(close(*ratio, r, 1e-9) && close(*recent, w, 1e-9), "seed {seed} tick {t} {k:?}: {ratio}/{recent} vs {r}/{w}");
+            assert!(
+                close(*ratio, r, 1e-9) && close(*recent, w, 1e-9),
+                "seed {seed} tick {t} {k:?}: {ratio}/{recent} vs {r}/{w}"
+            );
         }
         compared += 1;
     }
@@ -106,7 +109,8 @@ fn check_world(seed: u64) {
     let last = reference.pool_at(reference.last_tick);
     let snap: BTreeMap<String, Vec<u64>> =
         s1.trending.iter().map(|(c, v)| (c.clone(), v.iter().map(|e| e.post_id).collect())).collect();
-    let refr: BTreeMap<String, Vec<u64>> = last.iter().map(|(c, v)| (c.clone(), v.iter().map(|x| x.0).collect())).collect();
+    let refr: BTreeMap<String, Vec<u64>> =
+        last.iter().map(|(c, v)| (c.clone(), v.iter().map(|x| x.0).collect())).collect();
     assert_eq!(snap, refr);
 
     // Index: exactly the public, unblocked uploads, each in its shard, vectors as uploaded (i8 quantized).
@@ -135,21 +139,28 @@ fn check_world(seed: u64) {
         let (lt, session) = reference.user_vectors(u, s1.at_ts);
         let got = &s1.users[&u];
         for i in 0..lt.len() {
-            assert!(close(got.long_term[i], lt[i], 1e-5), "seed {seed} user {u} long-term[{i}]: {} vs {}", got.long_term[i], lt[i]);
-            assert!(close(got.session[i], session[i], 1e-5), "seed {seed} user {u} session[{i}]: {} vs {}", got.session[i], session[i]);
+            assert!(
+                close(got.long_term[i], lt[i], 1e-5),
+                "seed {seed} user {u} long-term[{i}]: {} vs {}",
+                got.long_term[i],
+                lt[i]
+            );
+            assert!(
+                close(got.session[i], session[i], 1e-5),
+                "seed {seed} user {u} session[{i}]: {} vs {}",
+                got.session[i],
+                session[i]
+            );
         }
     }
 
     // Bursts: above-threshold ones enter the pool within one tick of crossing;
     // below-threshold ones never do.
     let truth = load_truth(feedflow::gen::truth_path_for(&world.log)).unwrap();
-    let entered: BTreeMap<u64, u64> = changes
-        .iter()
-        .filter(|c| c["diff"] == 1)
-        .fold(BTreeMap::new(), |mut m, c| {
-            m.entry(c["post_id"].as_u64().unwrap()).or_insert(c["ts"].as_u64().unwrap());
-            m
-        });
+    let entered: BTreeMap<u64, u64> = changes.iter().filter(|c| c["diff"] == 1).fold(BTreeMap::new(), |mut m, c| {
+        m.entry(c["post_id"].as_u64().unwrap()).or_insert(c["ts"].as_u64().unwrap());
+        m
+    });
     for burst in &truth.bursts {
         if burst.above_threshold {
             let crossing = (burst.start_ts as u64 / tick_ms..=burst.end_ts as u64 / tick_ms + 1)

@@ -14,23 +14,49 @@ fn malformed(i: usize) -> (String, &'static str) {
     match i % 11 {
         0 => ("{\"type\":\"engagement\",\"ts\":".to_string(), "invalid_json"),
         1 => (format!("{{\"type\":\"telemetry\",\"ts\":1700000000000,\"n\":{i}}}"), "unknown_type"),
-        2 => ("{\"type\":\"engagement\",\"ts\":1700000000000,\"post_id\":1,\"kind\":\"like\"}".to_string(), "missing_field"),
+        2 => (
+            "{\"type\":\"engagement\",\"ts\":1700000000000,\"post_id\":1,\"kind\":\"like\"}".to_string(),
+            "missing_field",
+        ),
         3 => (
-            format!("{{\"type\":\"upload\",\"ts\":1700000000000,\"post_id\":{},\"creator_id\":1,\"embedding\":[{}]}}", 9_000_000_000u64 + i as u64, emb(63)),
+            format!(
+                "{{\"type\":\"upload\",\"ts\":1700000000000,\"post_id\":{},\"creator_id\":1,\"embedding\":[{}]}}",
+                9_000_000_000u64 + i as u64,
+                emb(63)
+            ),
             "embedding_length",
         ),
         4 => (
-            format!("{{\"type\":\"upload\",\"ts\":1700000000000,\"post_id\":{},\"creator_id\":1,\"embedding\":[NaN,{}]}}", 9_000_000_000u64 + i as u64, emb(63)),
+            format!(
+                "{{\"type\":\"upload\",\"ts\":1700000000000,\"post_id\":{},\"creator_id\":1,\"embedding\":[NaN,{}]}}",
+                9_000_000_000u64 + i as u64,
+                emb(63)
+            ),
             "non_finite",
         ),
         5 => (
-            format!("{{\"type\":\"request\",\"ts\":1700000000000,\"request_id\":\"{}\",\"user_id\":1}}", "x".repeat(70_000)),
+            format!(
+                "{{\"type\":\"request\",\"ts\":1700000000000,\"request_id\":\"{}\",\"user_id\":1}}",
+                "x".repeat(70_000)
+            ),
             "oversized",
         ),
-        6 => ("{\"type\":\"engagement\",\"ts\":1700000000000,\"user_id\":1,\"post_id\":1,\"kind\":\"poke\"}".to_string(), "unknown_kind"),
-        7 => ("{\"type\":\"moderation\",\"ts\":1700000000000,\"post_id\":1,\"action\":\"nuke\"}".to_string(), "unknown_action"),
-        8 => ("{\"type\":\"request\",\"ts\":1700000000000,\"request_id\":\"r\",\"user_id\":1,\"k\":500}".to_string(), "k_out_of_range"),
-        9 => ("{\"type\":\"engagement\",\"ts\":\"soon\",\"user_id\":1,\"post_id\":1,\"kind\":\"like\"}".to_string(), "invalid_field"),
+        6 => (
+            "{\"type\":\"engagement\",\"ts\":1700000000000,\"user_id\":1,\"post_id\":1,\"kind\":\"poke\"}".to_string(),
+            "unknown_kind",
+        ),
+        7 => (
+            "{\"type\":\"moderation\",\"ts\":1700000000000,\"post_id\":1,\"action\":\"nuke\"}".to_string(),
+            "unknown_action",
+        ),
+        8 => (
+            "{\"type\":\"request\",\"ts\":1700000000000,\"request_id\":\"r\",\"user_id\":1,\"k\":500}".to_string(),
+            "k_out_of_range",
+        ),
+        9 => (
+            "{\"type\":\"engagement\",\"ts\":\"soon\",\"user_id\":1,\"post_id\":1,\"kind\":\"like\"}".to_string(),
+            "invalid_field",
+        ),
         _ => ("\u{1F4A5} not json at all".to_string(), "invalid_json"),
     }
 }
@@ -73,7 +99,10 @@ fn one_percent_malformed_goes_to_the_dlq_and_changes_nothing_else() {
         assert!(r["original"].is_string() || r["original_base64"].is_string());
     }
     assert_eq!(report.summary.counters.rejected_total(), expected.len() as u64);
-    assert_eq!(report.summary.counters.rejected["oversized"], expected.values().filter(|r| **r == "oversized").count() as u64);
+    assert_eq!(
+        report.summary.counters.rejected["oversized"],
+        expected.values().filter(|r| **r == "oversized").count() as u64
+    );
 
     assert_eq!(
         std::fs::read(clean_out.join("trending.jsonl")).unwrap(),
@@ -111,7 +140,10 @@ fn duplicated_events_are_dropped_by_event_id() {
     let out = world.dir.path().join("dups");
     let report = replay(&config, &log, &out, 2);
     assert_eq!(report.summary.counters.duplicates, copies);
-    assert_eq!(std::fs::read(clean_out.join("trending.jsonl")).unwrap(), std::fs::read(out.join("trending.jsonl")).unwrap());
+    assert_eq!(
+        std::fs::read(clean_out.join("trending.jsonl")).unwrap(),
+        std::fs::read(out.join("trending.jsonl")).unwrap()
+    );
     assert_eq!(clean.snapshot.unwrap().users, report.snapshot.unwrap().users);
 }
 

@@ -19,5 +19,8 @@ fn main() {
         }
     }
     let s = started.elapsed().as_secs_f64();
-    println!("{{\"lines\":{lines},\"valid\":{ok},\"rejected\":{bad},\"seconds\":{s:.3},\"lines_per_s\":{:.0}}}", lines as f64 / s);
+    println!(
+        "{{\"lines\":{lines},\"valid\":{ok},\"rejected\":{bad},\"seconds\":{s:.3},\"lines_per_s\":{:.0}}}",
+        lines as f64 / s
+    );
 }

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration of one engine run.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Event time and parallelism.
@@ -449,20 +449,6 @@ impl Default for PoolsConfig {
             fresh_max_age_ms: default_fresh_max_age_ms(),
             popular_window_ms: default_popular_window_ms(),
             popular_top_n: default_popular_top_n(),
-        }
-    }
-}
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            engine: EngineConfig::default(),
-            input: InputConfig::default(),
-            output: OutputConfig::default(),
-            index: IndexConfig::default(),
-            dedupe: DedupeConfig::default(),
-            trending: TrendingConfig::default(),
-            interest: InterestConfig::default(),
-            pools: PoolsConfig::default(),
         }
     }
 }

@@ -69,7 +69,7 @@ impl Interests {
 
     /// Applies one complete tick of a worker's engagements.
     pub fn apply_tick(&mut self, mut engagements: Vec<Enriched>) {
-        engagements.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        engagements.sort_by_key(Enriched::order_key);
         for e in engagements {
             let user = self.users.entry(e.user_id).or_insert_with(|| UserState {
                 long_term: DecayedSum::new(self.dimensions),

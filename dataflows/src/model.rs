@@ -71,6 +71,19 @@ impl Enriched {
     }
 }
 
+/// A positive engagement as the velocity and popularity windows need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Velocity {
+    /// Tick at which the engagement takes effect.
+    pub tick: u64,
+    /// The post.
+    pub post_id: u64,
+    /// Its creator.
+    pub creator_id: u64,
+    /// Weight in thousandths (> 0).
+    pub weight_milli: i64,
+}
+
 /// A recommendable post (public, not blocked), as held in the eligibility collection.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PostInfo {

@@ -1,13 +1,13 @@
 //! The fresh pool (recommendable uploads younger than 30 min) and the popular list (top weighted engagement over 24 h).
 
-use crate::model::{Enriched, PostInfo};
+use crate::model::{PostInfo, Velocity};
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
 use feedflow_connectors::config::Config;
 use feedflow_operators::expire::ExpireAfter;
 use feedflow_operators::sliding_window::SlidingWindow;
 use std::cmp::Reverse;
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 /// A popular post: best first (highest weighted engagement, then lowest id).
@@ -28,12 +28,11 @@ pub fn fresh_pool<'scope>(
 /// all posts would be re-sorted at every tick.)
 pub fn popularity<'scope>(
     config: &Config,
-    engagements: StreamVec<'scope, u64, Enriched>,
+    engagements: StreamVec<'scope, u64, Velocity>,
     eligible: VecCollection<'scope, u64, PostInfo, isize>,
 ) -> VecCollection<'scope, u64, PopularEntry, isize> {
     let window = config.ticks(config.pools.popular_window_ms);
     engagements
-        .filter(|e| e.weight_milli > 0)
         .map(|e| (e.post_id, e.tick, e.weight_milli))
         .as_collection()
         .sliding_window(window)

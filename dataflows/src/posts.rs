@@ -7,10 +7,11 @@
 //! - applies block / unblock / demote (block removes from the index, unblock re-inserts),
 //! - joins engagements with their post (an engagement whose post is not yet
 //!   uploaded waits up to `interest.pending_ttl_ms`, then is dropped and counted),
-//! and emits the enriched engagements and the changes of the set of
+//!
+//! It emits the enriched engagements and the changes of the set of
 //! recommendable posts (a differential collection).
 
-use crate::model::{engagement_weight_milli, tick_of, Enriched, PostInfo};
+use crate::model::{engagement_weight_milli, tick_of, Enriched, PostInfo, Velocity};
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Engagement, Event, EventBody, ModerationAction, Safety};
 use feedflow_operators::hash::mix64;
@@ -83,6 +84,8 @@ pub struct RegistryStats {
 pub enum RegistryOutput {
     /// An engagement joined with its post.
     Enriched(Enriched),
+    /// The same engagement, when positive, reduced to what velocity needs.
+    Velocity(Velocity),
     /// At this tick the post became recommendable (+1) or stopped being so (−1).
     Eligibility(PostInfo, u64, isize),
 }
@@ -193,7 +196,7 @@ impl Registry {
             EventBody::Moderation(_) => 1,
             _ => 2,
         };
-        events.sort_by(|a, b| (class(a), a.ts, a.position).cmp(&(class(b), b.ts, b.position)));
+        events.sort_by_key(|e| (class(e), e.ts, e.position));
         for event in events {
             match &event.body {
                 EventBody::Upload(u) => {
@@ -227,7 +230,7 @@ impl Registry {
                         for (_, ev) in waiting.into_iter().filter(|(et, _)| et + ttl >= tick) {
                             if let EventBody::Engagement(e) = &ev.body {
                                 if let Some(x) = self.enrich(tick, &ev, e) {
-                                    out.push(RegistryOutput::Enriched(x));
+                                    push_enriched(out, x);
                                 }
                             }
                         }
@@ -262,7 +265,7 @@ impl Registry {
                 }
                 EventBody::Engagement(e) => {
                     if let Some(x) = self.enrich(tick, &event, e) {
-                        out.push(RegistryOutput::Enriched(x));
+                        push_enriched(out, x);
                     } else {
                         self.stats.engagements_waited += 1;
                         self.pending_order.push_back((tick, e.post_id));
@@ -283,6 +286,14 @@ impl Registry {
     pub fn pending_len(&self) -> usize {
         self.pending.values().map(|v| v.len()).sum()
     }
+}
+
+fn push_enriched(out: &mut Vec<RegistryOutput>, e: Enriched) {
+    if e.weight_milli > 0 {
+        let v = Velocity { tick: e.tick, post_id: e.post_id, creator_id: e.creator_id, weight_milli: e.weight_milli };
+        out.push(RegistryOutput::Velocity(v));
+    }
+    out.push(RegistryOutput::Enriched(e));
 }
 
 /// Routes post events to their shard's worker and runs the registry there.

@@ -28,7 +28,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::operators::vec::{Filter, Map, Partition};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
@@ -286,21 +286,33 @@ fn run_worker(
         );
         let post_events = events.filter(|e| !matches!(e.body, EventBody::Request(_)));
         let registry_out = post_registry(post_events, registry.clone(), config.index.shards);
-        let enriched = registry_out.clone().flat_map(|o| match o {
+        let mut parts = registry_out
+            .partition(3, |o| match o {
+                RegistryOutput::Enriched(_) => (0, o),
+                RegistryOutput::Velocity(_) => (1, o),
+                RegistryOutput::Eligibility(..) => (2, o),
+            })
+            .into_iter();
+        let (enriched, velocity, eligible) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let enriched = enriched.flat_map(|o| match o {
             RegistryOutput::Enriched(e) => Some(e),
-            RegistryOutput::Eligibility(..) => None,
+            _ => None,
         });
-        let eligible = registry_out
+        let velocity = velocity.flat_map(|o| match o {
+            RegistryOutput::Velocity(v) => Some(v),
+            _ => None,
+        });
+        let eligible = eligible
             .flat_map(|o| match o {
                 RegistryOutput::Eligibility(info, tick, diff) => Some((info, tick, diff)),
-                RegistryOutput::Enriched(_) => None,
+                _ => None,
             })
             .as_collection();
 
-        let pool = trending_pool(config, enriched.clone(), eligible.clone());
+        let pool = trending_pool(config, velocity.clone(), eligible.clone());
         let fresh = fresh_pool(config, eligible.clone()).consolidate();
-        let popular = popularity(config, enriched.clone(), eligible);
-        user_interests(enriched.clone(), interests.clone()).probe_with(&probe);
+        let popular = popularity(config, velocity, eligible);
+        user_interests(enriched, interests.clone()).probe_with(&probe);
 
         // The trending change stream, gathered on worker 0 and written in a fixed order.
         let writer = trending_writer.clone();
@@ -341,16 +353,15 @@ fn run_worker(
 
         let writer = dlq_writer.clone();
         let sink_error = error.clone();
-        dlq
-            .tick_batch(
-                "DlqSink",
-                |_| 0,
-                move |_tick, mut batch: Vec<DlqRecord>, _out: &mut Vec<()>| {
-                    batch.sort();
-                    write_lines(&writer, &sink_error, batch.iter().map(DlqRecord::to_json));
-                },
-            )
-            .probe_with(&probe);
+        dlq.tick_batch(
+            "DlqSink",
+            |_| 0,
+            move |_tick, mut batch: Vec<DlqRecord>, _out: &mut Vec<()>| {
+                batch.sort();
+                write_lines(&writer, &sink_error, batch.iter().map(DlqRecord::to_json));
+            },
+        )
+        .probe_with(&probe);
 
         let pool = snapshot(pool, horizon.clone());
         let fresh = snapshot(fresh, horizon.clone());
@@ -417,6 +428,7 @@ fn run_worker(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn collect_snapshot(
     reg: &Registry,
     users: &Interests,

@@ -8,24 +8,24 @@
 //! - the pool: recommendable posts younger than `max_age` with ratio ≥ threshold
 //!   and count ≥ `min_count`, the top `top_n` of each category by ratio.
 
-use crate::model::{weight_milli, Enriched, PostInfo, Ratio, TrendEntry};
+use crate::model::{weight_milli, PostInfo, Ratio, TrendEntry, Velocity};
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
 use feedflow_connectors::config::Config;
 use feedflow_operators::expire::ExpireAfter;
 use feedflow_operators::sliding_window::SlidingWindow;
 use feedflow_operators::top_k::TopK;
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 /// The trending pool: `(category, entry)` records.
 pub type TrendingPool<'scope> = VecCollection<'scope, u64, (String, TrendEntry), isize>;
 
-/// Builds the velocity computation and the pool from enriched engagements and
+/// Builds the velocity computation and the pool from positive engagements and
 /// the collection of recommendable posts.
 pub fn trending_pool<'scope>(
     config: &Config,
-    engagements: StreamVec<'scope, u64, Enriched>,
+    engagements: StreamVec<'scope, u64, Velocity>,
     eligible: VecCollection<'scope, u64, PostInfo, isize>,
 ) -> TrendingPool<'scope> {
     let t = config.trending.clone();
@@ -36,10 +36,8 @@ pub fn trending_pool<'scope>(
     let threshold_milli = weight_milli(t.ratio_threshold);
     let min_count = t.min_count;
 
-    // Only positive engagements make a post trend.
-    let positive = engagements.filter(|e| e.weight_milli > 0);
-
-    let recent = positive
+    // Only positive engagements make a post trend (the registry emits only those).
+    let recent = engagements
         .clone()
         .map(|e| (e.post_id, e.tick, (e.weight_milli, 1i64)))
         .as_collection()
@@ -47,7 +45,7 @@ pub fn trending_pool<'scope>(
         .count_total()
         .filter(move |(_, (_, count))| *count >= min_count);
 
-    let baseline = positive
+    let baseline = engagements
         .map(|e| (e.creator_id, e.tick, e.weight_milli))
         .as_collection()
         .sliding_window(baseline_window)
@@ -66,7 +64,7 @@ pub fn trending_pool<'scope>(
             let ratio = Ratio::velocity(recent_milli, baseline_milli, t.window_ms, t.baseline_window_ms, floor_milli);
             ratio
                 .at_least(threshold_milli)
-                .then(|| (category, TrendEntry { ratio, post_id, creator_id, recent_milli, count }))
+                .then_some((category, TrendEntry { ratio, post_id, creator_id, recent_milli, count }))
         })
         .top_k_per_key(t.top_n)
 }

@@ -39,7 +39,8 @@ fn main() {
     let k: usize = arg(6, "100").parse().expect("K");
     let queries: usize = arg(7, "200").parse().expect("QUERIES");
     let mut state = 42u64;
-    let centroids: Vec<Vec<f32>> = (0..16).map(|_| normalized((0..dims).map(|_| gaussian(&mut state)).collect())).collect();
+    let centroids: Vec<Vec<f32>> =
+        (0..16).map(|_| normalized((0..dims).map(|_| gaussian(&mut state)).collect())).collect();
     let vectors: Vec<Vec<f32>> = (0..n)
         .map(|i| {
             let c = &centroids[i % 16];

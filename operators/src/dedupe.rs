@@ -116,7 +116,7 @@ impl<'scope, D: timely::ExchangeData + Clone> Dedupe<'scope, D> for StreamVec<'s
             move |d: &D| mix64(route_id(d).unwrap_or(0)),
             move |tick, mut batch, out| {
                 memory.expire(tick);
-                batch.sort_by(|a, b| (id(a), order(a)).cmp(&(id(b), order(b))));
+                batch.sort_by_key(|r| (id(r), order(r)));
                 for record in batch {
                     match id(&record) {
                         Some(key) if !memory.first_seen(key, tick) => on_duplicate(&record),

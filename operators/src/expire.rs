@@ -20,13 +20,13 @@ impl<'scope, D: Clone + 'static, R: Abelian + 'static> ExpireAfter<'scope, D, R>
         let birth = std::rc::Rc::new(birth);
         let alive = birth.clone();
         // An update at or after the deadline concerns a record that is already gone.
-        self.inner
-            .filter(move |(d, t, _)| *t < alive(d).saturating_add(ttl))
-            .as_collection()
-            .schedule("ExpireAfter", move |(d, _, r)| {
+        self.inner.filter(move |(d, t, _)| *t < alive(d).saturating_add(ttl)).as_collection().schedule(
+            "ExpireAfter",
+            move |(d, _, r)| {
                 let mut neg = r.clone();
                 neg.negate();
                 Some((d.clone(), birth(d).saturating_add(ttl), neg))
-            })
+            },
+        )
     }
 }

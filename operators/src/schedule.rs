@@ -13,6 +13,9 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
+/// Updates waiting for their time, with a capability to send them then.
+type Held<D, R> = BTreeMap<u64, (Capability<u64>, Vec<(D, u64, R)>)>;
+
 /// Adds, for some updates, a second update at a later time, released when due.
 pub trait Schedule<'scope, D, R> {
     /// Passes every update through and, when `later(update)` gives one, emits
@@ -28,7 +31,7 @@ impl<'scope, D: Clone + 'static, R: Semigroup + 'static> Schedule<'scope, D, R> 
     where
         F: FnMut(&(D, u64, R)) -> Option<(D, u64, R)> + 'static,
     {
-        let mut held: BTreeMap<u64, (Capability<u64>, Vec<(D, u64, R)>)> = BTreeMap::new();
+        let mut held: Held<D, R> = BTreeMap::new();
         self.inner
             .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(D, u64, R)>>, _, _, _>(
                 Pipeline,
@@ -41,7 +44,10 @@ impl<'scope, D: Clone + 'static, R: Semigroup + 'static> Schedule<'scope, D, R> 
                             for update in data.flat_map(|batch| batch.drain(..)) {
                                 if let Some(next) = later(&update) {
                                     let due = next.1.max(update.1);
-                                    held.entry(due).or_insert_with(|| (cap.delayed(&due, port), Vec::new())).1.push(next);
+                                    held.entry(due)
+                                        .or_insert_with(|| (cap.delayed(&due, port), Vec::new()))
+                                        .1
+                                        .push(next);
                                 }
                                 now.push(update);
                             }

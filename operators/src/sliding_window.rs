@@ -24,7 +24,9 @@ pub trait SlidingWindow<'scope, D, R> {
     fn sliding_window(self, width: u64) -> VecCollection<'scope, u64, D, R>;
 }
 
-impl<'scope, D: Clone + 'static, R: Abelian + 'static> SlidingWindow<'scope, D, R> for VecCollection<'scope, u64, D, R> {
+impl<'scope, D: Clone + 'static, R: Abelian + 'static> SlidingWindow<'scope, D, R>
+    for VecCollection<'scope, u64, D, R>
+{
     fn sliding_window(self, width: u64) -> VecCollection<'scope, u64, D, R> {
         self.schedule("SlidingWindow", move |(d, t, r)| {
             let mut neg = r.clone();

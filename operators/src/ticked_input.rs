@@ -12,7 +12,7 @@
 //! timely::execute(timely::Config::thread(), move |worker| {
 //!     let send = send.lock().unwrap().clone();
 //!     let mut input = worker.dataflow::<u64, _, _>(|scope| {
-//!         let (input, stream) = TickedInput::new(scope);
+//!         let (input, stream) = TickedInput::new(&scope);
 //!         stream.capture_into(send);
 //!         input
 //!     });

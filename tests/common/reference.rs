@@ -219,8 +219,7 @@ impl Reference {
                 *sums.entry(e.post_id).or_default() += (e.weight * 1000.0).round() as i64;
             }
         }
-        let mut v: Vec<(u64, i64)> =
-            sums.into_iter().filter(|(p, w)| *w != 0 && self.recommendable(*p, t)).collect();
+        let mut v: Vec<(u64, i64)> = sums.into_iter().filter(|(p, w)| *w != 0 && self.recommendable(*p, t)).collect();
         v.sort_by_key(|(p, w)| (std::cmp::Reverse(*w), *p));
         v.truncate(self.config.pools.popular_top_n);
         v
