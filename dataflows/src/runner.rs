@@ -7,7 +7,7 @@
 
 use crate::interest::{user_interests, Interests, UserVectors};
 use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
-use crate::pools::{fresh_pool, popularity, PopularEntry};
+use crate::pools::{fresh_pool, popularity};
 use crate::posts::{post_registry, Registry, RegistryOutput};
 use crate::snapshot::{snapshot, Contents};
 use crate::stats::{Counters, Summary};
@@ -272,7 +272,7 @@ fn run_worker(
     let dedupe_ticks = config.ticks(config.dedupe.horizon_ms);
     let tick_ms = config.engine.tick_ms;
 
-    let (pool, fresh, popular, mut events_in, mut dlq_in) = worker.dataflow::<u64, _, _>(|scope| {
+    let (pool, fresh, popular, recommendable, mut events_in, mut dlq_in) = worker.dataflow::<u64, _, _>(|scope| {
         let dup_counters = counters.clone();
         let (events_in, events) = TickedInput::new(&scope);
         let (dlq_in, dlq) = TickedInput::new(&scope);
@@ -311,7 +311,8 @@ fn run_worker(
 
         let pool = trending_pool(config, velocity.clone(), eligible.clone());
         let fresh = fresh_pool(config, eligible.clone()).consolidate();
-        let popular = popularity(config, velocity, eligible);
+        let popular = popularity(config, velocity);
+        let recommendable = eligible.map(|p| p.post_id).consolidate();
         user_interests(enriched, interests.clone()).probe_with(&probe);
 
         // The trending change stream, gathered on worker 0 and written in a fixed order.
@@ -366,7 +367,8 @@ fn run_worker(
         let pool = snapshot(pool, horizon.clone());
         let fresh = snapshot(fresh, horizon.clone());
         let popular = snapshot(popular, horizon.clone());
-        (pool, fresh, popular, events_in, dlq_in)
+        let recommendable = snapshot(recommendable, horizon.clone());
+        (pool, fresh, popular, recommendable, events_in, dlq_in)
     });
 
     // Drive the input from the log.
@@ -411,9 +413,21 @@ fn run_worker(
     c.index_rejects = reg.stats.index_rejects;
     c.index_size = reg.index_len() as u64;
     c.users = users.users.len() as u64;
+    // Popularity and recommendability of a post live on the same worker (both
+    // routed by the post's hash), so this worker's part of the list is local.
+    let popular_list: Vec<(u64, i64)> = {
+        let allowed = recommendable.borrow();
+        popular
+            .borrow()
+            .keys()
+            .filter(|(_, post)| allowed.contains_key(post))
+            .take(config.pools.popular_top_n)
+            .map(|(w, post)| (*post, w.0))
+            .collect()
+    };
     let snapshot = options.snapshot.then(|| {
         let at_ts = ((final_tick + 1) * tick_ms) as i64;
-        collect_snapshot(&reg, &users, &pool, &fresh, &popular, config.pools.popular_top_n, final_tick, at_ts)
+        collect_snapshot(&reg, &users, &pool, &fresh, popular_list.clone(), final_tick, at_ts)
     });
     let trending_changes = *trending_changes.borrow();
     let result = WorkerResult {
@@ -422,20 +436,18 @@ fn run_worker(
         trending_changes,
         trending_pool: pool.borrow().len() as u64,
         fresh_pool: fresh.borrow().len() as u64,
-        popular: popular.borrow().len() as u64,
+        popular: popular_list.len() as u64,
         error: error.borrow().clone(),
     };
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 fn collect_snapshot(
     reg: &Registry,
     users: &Interests,
     pool: &Contents<(String, TrendEntry)>,
     fresh: &Contents<PostInfo>,
-    popular: &Contents<PopularEntry>,
-    popular_top_n: usize,
+    popular: Vec<(u64, i64)>,
     last_tick: u64,
     at_ts: i64,
 ) -> Snapshot {
@@ -459,7 +471,7 @@ fn collect_snapshot(
         s.trending.entry(category.clone()).or_default().push(entry.clone());
     }
     s.fresh = fresh.borrow().keys().map(|p| p.post_id).collect();
-    s.popular = popular.borrow().keys().take(popular_top_n).map(|(w, p)| (*p, w.0)).collect();
+    s.popular = popular;
     s
 }
 

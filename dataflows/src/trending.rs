@@ -9,11 +9,11 @@
 //!   and count ≥ `min_count`, the top `top_n` of each category by ratio.
 
 use crate::model::{weight_milli, PostInfo, Ratio, TrendEntry, Velocity};
-use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
 use feedflow_connectors::config::Config;
 use feedflow_operators::expire::ExpireAfter;
 use feedflow_operators::sliding_window::SlidingWindow;
+use feedflow_operators::sum_by_key::SumByKey;
 use feedflow_operators::top_k::TopK;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
@@ -42,14 +42,14 @@ pub fn trending_pool<'scope>(
         .map(|e| (e.post_id, e.tick, (e.weight_milli, 1i64)))
         .as_collection()
         .sliding_window(window)
-        .count_total()
+        .sum_by_key()
         .filter(move |(_, (_, count))| *count >= min_count);
 
     let baseline = engagements
         .map(|e| (e.creator_id, e.tick, e.weight_milli))
         .as_collection()
         .sliding_window(baseline_window)
-        .count_total();
+        .sum_by_key();
 
     let young =
         eligible.expire_after(|p: &PostInfo| p.upload_tick, max_age).map(|p| (p.post_id, (p.creator_id, p.category)));

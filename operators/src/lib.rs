@@ -5,6 +5,7 @@
 //! - [`sliding_window`]: sliding windows as retractions in differential.
 //! - [`schedule`]: hold future updates (window expiries) until they are due.
 //! - [`expire`]: drop records once older than a time-to-live.
+//! - [`sum_by_key`]: per-key sums as a change stream (count_total for totally ordered ticks).
 //! - [`top_k`]: incrementally maintained top-k per key and globally.
 //! - [`dedupe`]: drop repeated ids within a bounded horizon.
 //! - [`decayed_vector`]: exponentially time-decayed vector sums.
@@ -19,6 +20,7 @@ pub mod hash;
 pub mod schedule;
 pub mod session_window;
 pub mod sliding_window;
+pub mod sum_by_key;
 pub mod tick_batch;
 pub mod ticked_input;
 pub mod top_k;
