@@ -8,11 +8,10 @@
 use crate::model::Enriched;
 use feedflow_connectors::config::Config;
 use feedflow_operators::decayed_vector::DecayedSum;
-use feedflow_operators::hash::mix64;
+use feedflow_operators::hash::{mix64, FastMap};
 use feedflow_operators::session_window::SessionWindow;
 use feedflow_operators::tick_batch::TickBatch;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use timely::dataflow::StreamVec;
 
@@ -39,7 +38,7 @@ pub struct Interests {
     session_actions: usize,
     session_gap_ms: u64,
     /// Users by id.
-    pub users: HashMap<u64, UserState>,
+    pub users: FastMap<u64, UserState>,
 }
 
 /// A user's vectors evaluated at one time.
@@ -63,7 +62,7 @@ impl Interests {
             dimensions: config.index.dimensions,
             session_actions: i.session_actions,
             session_gap_ms: i.session_gap_ms,
-            users: HashMap::new(),
+            users: FastMap::default(),
         }
     }
 

@@ -14,11 +14,11 @@
 use crate::model::{engagement_weight_milli, tick_of, Enriched, PostInfo, Velocity};
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Engagement, Event, EventBody, ModerationAction, Safety};
-use feedflow_operators::hash::mix64;
+use feedflow_operators::hash::{mix64, FastMap};
 use feedflow_operators::tick_batch::TickBatch;
 use feedflow_operators::vector_shard::{ShardSettings, VectorShard};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
@@ -95,11 +95,11 @@ pub struct Registry {
     config: Config,
     settings: ShardSettings,
     /// Every post this worker owns.
-    pub posts: HashMap<u64, PostState>,
+    pub posts: FastMap<u64, PostState>,
     /// Moderation that arrived before its upload: (blocked, demoted).
-    early_moderation: HashMap<u64, (bool, bool)>,
+    early_moderation: FastMap<u64, (bool, bool)>,
     /// Engagements waiting for their upload, with their own tick.
-    pending: HashMap<u64, Vec<(u64, Event)>>,
+    pending: FastMap<u64, Vec<(u64, Event)>>,
     pending_order: VecDeque<(u64, u64)>,
     /// The HNSW shards owned by this worker, by shard number.
     pub shards: BTreeMap<u32, VectorShard>,
@@ -120,9 +120,9 @@ impl Registry {
                 expansion_search: x.expansion_search,
                 quantization: x.quantization.clone(),
             },
-            posts: HashMap::new(),
-            early_moderation: HashMap::new(),
-            pending: HashMap::new(),
+            posts: FastMap::default(),
+            early_moderation: FastMap::default(),
+            pending: FastMap::default(),
             pending_order: VecDeque::new(),
             shards: BTreeMap::new(),
             stats: RegistryStats::default(),
@@ -296,6 +296,16 @@ fn push_enriched(out: &mut Vec<RegistryOutput>, e: Enriched) {
     out.push(RegistryOutput::Enriched(e));
 }
 
+/// The worker-routing key of an event: its post's shard (requests: their user).
+pub fn route_event(event: &Event, shards: u32) -> u64 {
+    match &event.body {
+        EventBody::Upload(u) => shard_of(u.post_id, shards) as u64,
+        EventBody::Engagement(x) => shard_of(x.post_id, shards) as u64,
+        EventBody::Moderation(m) => shard_of(m.post_id, shards) as u64,
+        EventBody::Request(r) => mix64(r.user_id),
+    }
+}
+
 /// Routes post events to their shard's worker and runs the registry there.
 pub fn post_registry<'scope>(
     events: StreamVec<'scope, u64, Event>,
@@ -304,15 +314,7 @@ pub fn post_registry<'scope>(
 ) -> StreamVec<'scope, u64, RegistryOutput> {
     events.tick_batch(
         "PostRegistry",
-        move |e: &Event| {
-            let post_id = match &e.body {
-                EventBody::Upload(u) => u.post_id,
-                EventBody::Engagement(x) => x.post_id,
-                EventBody::Moderation(m) => m.post_id,
-                EventBody::Request(r) => r.user_id,
-            };
-            shard_of(post_id, shards) as u64
-        },
+        move |e: &Event| route_event(e, shards),
         move |tick, batch, out| registry.borrow_mut().apply_tick(tick, batch, out),
     )
 }

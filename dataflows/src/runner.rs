@@ -8,7 +8,7 @@
 use crate::interest::{user_interests, Interests, UserVectors};
 use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
 use crate::pools::{fresh_pool, popularity};
-use crate::posts::{post_registry, Registry, RegistryOutput};
+use crate::posts::{post_registry, route_event, Registry, RegistryOutput};
 use crate::snapshot::{snapshot, Contents};
 use crate::stats::{Counters, Summary};
 use crate::trending::trending_pool;
@@ -17,7 +17,7 @@ use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Event, EventBody, Position};
 use feedflow_connectors::jsonl::{FileError, LineReader, LineSink, Pacer};
 use feedflow_connectors::{decode, DecodeLimits, DlqRecord};
-use feedflow_operators::dedupe::Dedupe;
+use feedflow_operators::dedupe::{Dedupe, SeenIds};
 use feedflow_operators::hash::hash_bytes;
 use feedflow_operators::tick_batch::TickBatch;
 use feedflow_operators::ticked_input::TickedInput;
@@ -276,12 +276,15 @@ fn run_worker(
         let dup_counters = counters.clone();
         let (events_in, events) = TickedInput::new(&scope);
         let (dlq_in, dlq) = TickedInput::new(&scope);
+        // Copies of an event share its post (or user), so deduplicating where
+        // the registry runs catches them and spares an exchange.
+        let shards = config.index.shards;
         let events = events.dedupe(
             "Dedupe",
+            move |e: &Event| route_event(e, shards),
             |e: &Event| e.event_id.as_ref().map(|id| hash_bytes(id.as_bytes())),
             |e: &Event| (e.ts, e.position),
-            dedupe_ticks,
-            config.dedupe.max_ids_per_worker,
+            SeenIds::new(dedupe_ticks, config.dedupe.max_ids_per_worker),
             move |_| dup_counters.borrow_mut().duplicates += 1,
         );
         let post_events = events.filter(|e| !matches!(e.body, EventBody::Request(_)));

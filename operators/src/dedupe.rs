@@ -6,18 +6,18 @@
 //!
 //! ```
 //! use timely::dataflow::operators::{ToStream, Capture, capture::Extract};
-//! use feedflow_operators::dedupe::Dedupe;
+//! use feedflow_operators::dedupe::{Dedupe, SeenIds};
 //! let kept = timely::example(|scope| {
 //!     vec![(1u64, 'a'), (2, 'b'), (1, 'c')].to_stream(scope)
-//!         .dedupe("Dedupe", |r: &(u64, char)| Some(r.0), |r| r.1, 10, 100, |_dup| {})
+//!         .dedupe("Dedupe", |r: &(u64, char)| r.0, |r| Some(r.0), |r| r.1, SeenIds::new(10, 100), |_dup| {})
 //!         .capture()
 //! });
 //! assert_eq!(kept.extract(), vec![(0, vec![(1, 'a'), (2, 'b')])]);
 //! ```
 
-use crate::hash::mix64;
+use crate::hash::FastMap;
 use crate::tick_batch::TickBatch;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use timely::dataflow::StreamVec;
 
 /// Remembers ids for `horizon` ticks, at most `capacity` of them (oldest forgotten first).
@@ -25,14 +25,14 @@ use timely::dataflow::StreamVec;
 pub struct SeenIds {
     horizon: u64,
     capacity: usize,
-    seen: HashMap<u64, u64>,
+    seen: FastMap<u64, u64>,
     order: VecDeque<(u64, u64)>,
 }
 
 impl SeenIds {
     /// An empty memory.
     pub fn new(horizon: u64, capacity: usize) -> Self {
-        Self { horizon, capacity: capacity.max(1), seen: HashMap::new(), order: VecDeque::new() }
+        Self { horizon, capacity: capacity.max(1), seen: FastMap::default(), order: VecDeque::new() }
     }
 
     /// Forgets ids older than the horizon as of `tick`.
@@ -74,18 +74,22 @@ impl SeenIds {
 
 /// Duplicate suppression on a stream.
 pub trait Dedupe<'scope, D> {
-    /// Keeps the first record (in `order`) of each `id` within `horizon` ticks;
-    /// records without an id pass. `on_duplicate` sees each dropped record.
-    fn dedupe<I, O, K, F>(
+    /// Keeps the first record (in `order`) of each `id` that `memory` does not
+    /// remember; records without an id pass. Records are handled at worker
+    /// `route(record)`, which must send every copy of an id to the same worker
+    /// (route by the id, or by a key its copies share, such as the next stage's
+    /// key, which saves an exchange). `on_duplicate` sees each dropped record.
+    fn dedupe<R, I, O, K, F>(
         self,
         name: &str,
+        route: R,
         id: I,
         order: O,
-        horizon: u64,
-        capacity: usize,
+        memory: SeenIds,
         on_duplicate: F,
     ) -> StreamVec<'scope, u64, D>
     where
+        R: Fn(&D) -> u64 + 'static,
         I: Fn(&D) -> Option<u64> + 'static,
         O: Fn(&D) -> K + 'static,
         K: Ord,
@@ -93,38 +97,32 @@ pub trait Dedupe<'scope, D> {
 }
 
 impl<'scope, D: timely::ExchangeData + Clone> Dedupe<'scope, D> for StreamVec<'scope, u64, D> {
-    fn dedupe<I, O, K, F>(
+    fn dedupe<R, I, O, K, F>(
         self,
         name: &str,
+        route: R,
         id: I,
         order: O,
-        horizon: u64,
-        capacity: usize,
+        mut memory: SeenIds,
         mut on_duplicate: F,
     ) -> StreamVec<'scope, u64, D>
     where
+        R: Fn(&D) -> u64 + 'static,
         I: Fn(&D) -> Option<u64> + 'static,
         O: Fn(&D) -> K + 'static,
         K: Ord,
         F: FnMut(&D) + 'static,
     {
-        let id = std::rc::Rc::new(id);
-        let route_id = id.clone();
-        let mut memory = SeenIds::new(horizon, capacity);
-        self.tick_batch(
-            name,
-            move |d: &D| mix64(route_id(d).unwrap_or(0)),
-            move |tick, mut batch, out| {
-                memory.expire(tick);
-                batch.sort_by_key(|r| (id(r), order(r)));
-                for record in batch {
-                    match id(&record) {
-                        Some(key) if !memory.first_seen(key, tick) => on_duplicate(&record),
-                        _ => out.push(record),
-                    }
+        self.tick_batch(name, route, move |tick, mut batch, out| {
+            memory.expire(tick);
+            batch.sort_by_key(|r| (id(r), order(r)));
+            for record in batch {
+                match id(&record) {
+                    Some(key) if !memory.first_seen(key, tick) => on_duplicate(&record),
+                    _ => out.push(record),
                 }
-            },
-        )
+            }
+        })
     }
 }
 

@@ -16,10 +16,10 @@
 //! });
 //! ```
 
+use crate::hash::FastMap;
 use crate::tick_batch::TickBatch;
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
-use std::collections::HashMap;
 use std::hash::Hash;
 
 /// Per-key sums of a collection's diffs.
@@ -34,7 +34,7 @@ where
     R: ExchangeData + Semigroup + Clone,
 {
     fn sum_by_key(self) -> VecCollection<'scope, u64, (K, R), isize> {
-        let mut sums: HashMap<K, R> = HashMap::new();
+        let mut sums: FastMap<K, R> = FastMap::default();
         self.inner
             .tick_batch_by(
                 "SumByKey",
@@ -42,7 +42,7 @@ where
                 |(_, t, _)| *t,
                 move |tick, batch, out| {
                     // Net change per key in this tick, then one retraction and one addition per changed key.
-                    let mut delta: HashMap<K, R> = HashMap::new();
+                    let mut delta: FastMap<K, R> = FastMap::default();
                     for (k, _, r) in batch {
                         match delta.get_mut(&k) {
                             Some(d) => d.plus_equals(&r),
