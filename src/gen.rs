@@ -106,6 +106,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
+use feedflow_connectors::event::{EngagementKind, ModerationAction};
 use serde::{Deserialize, Serialize};
 
 /// Names of the topics; a world uses the first 12–16 of them.
@@ -594,52 +595,6 @@ struct TopicCatalog {
     cum_weight: Vec<f64>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    View,
-    Like,
-    Comment,
-    Save,
-    Share,
-    Follow,
-    Skip,
-    Hide,
-    Report,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::View => "view",
-            Kind::Like => "like",
-            Kind::Comment => "comment",
-            Kind::Save => "save",
-            Kind::Share => "share",
-            Kind::Follow => "follow",
-            Kind::Skip => "skip",
-            Kind::Hide => "hide",
-            Kind::Report => "report",
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum ModAction {
-    Block,
-    Unblock,
-    Demote,
-}
-
-impl ModAction {
-    fn as_str(self) -> &'static str {
-        match self {
-            ModAction::Block => "block",
-            ModAction::Unblock => "unblock",
-            ModAction::Demote => "demote",
-        }
-    }
-}
-
 #[derive(Clone, Copy)]
 enum EvKind {
     Upload {
@@ -647,7 +602,7 @@ enum EvKind {
     },
     Moderation {
         post: u32,
-        action: ModAction,
+        action: ModerationAction,
     },
     Request {
         user: u32,
@@ -657,7 +612,7 @@ enum EvKind {
     Engagement {
         user: u32,
         post: u32,
-        kind: Kind,
+        kind: EngagementKind,
         dwell: u32,
     },
 }
@@ -1092,22 +1047,26 @@ fn view_post(
     let post = &world.posts[pi as usize];
     let creator = &world.creators[post.creator as usize];
     let p = DEFAULT_MODEL.probability(&user.latent, &post.embedding, post.quality, creator.popularity);
-    let engage =
-        |kind: Kind, ts: i64, dwell: u32| Ev { ts, kind: EvKind::Engagement { user: u, post: pi, kind, dwell } };
+    let engage = |kind: EngagementKind, ts: i64, dwell: u32| Ev {
+        ts,
+        kind: EvKind::Engagement { user: u, post: pi, kind, dwell },
+    };
     let liked = rng.chance(p);
     if liked {
         let dwell = (rng.lognormal((3_500.0f64).ln(), 0.6) * (1.0 + 1.5 * p)).clamp(1_000.0, 30_000.0) as i64;
         let end = begin + dwell;
-        events.push(engage(Kind::Like, begin + rng.range(dwell / 4, dwell - 1), 0));
-        for (kind, prob) in [(Kind::Comment, 0.12), (Kind::Save, 0.10), (Kind::Share, 0.06)] {
+        events.push(engage(EngagementKind::Like, begin + rng.range(dwell / 4, dwell - 1), 0));
+        for (kind, prob) in
+            [(EngagementKind::Comment, 0.12), (EngagementKind::Save, 0.10), (EngagementKind::Share, 0.06)]
+        {
             if rng.chance(prob) {
                 events.push(engage(kind, begin + rng.range(dwell / 2, dwell - 1), 0));
             }
         }
         if rng.chance(0.06) && followed.insert(post.creator) {
-            events.push(engage(Kind::Follow, end - 1, 0));
+            events.push(engage(EngagementKind::Follow, end - 1, 0));
         }
-        events.push(engage(Kind::View, end, dwell as u32));
+        events.push(engage(EngagementKind::View, end, dwell as u32));
         return end;
     }
     let max_safety = post.safety.iter().copied().fold(0.0, f64::max);
@@ -1117,21 +1076,21 @@ fn view_post(
     if r < p_negative {
         let dwell = rng.range(500, 3_000);
         let end = begin + dwell;
-        events.push(engage(Kind::View, end, dwell as u32));
+        events.push(engage(EngagementKind::View, end, dwell as u32));
         let report = rng.chance(0.2 + 0.5 * max_safety);
         let at = end + rng.range(200, 1_500);
-        events.push(engage(if report { Kind::Report } else { Kind::Hide }, at, 0));
+        events.push(engage(if report { EngagementKind::Report } else { EngagementKind::Hide }, at, 0));
         at
     } else if r < p_negative + 0.35 * q {
         let dwell = rng.range(300, 1_500);
         let end = begin + dwell;
-        events.push(engage(Kind::View, end, dwell as u32));
-        events.push(engage(Kind::Skip, end + 1, 0));
+        events.push(engage(EngagementKind::View, end, dwell as u32));
+        events.push(engage(EngagementKind::Skip, end + 1, 0));
         end + 1
     } else {
         let dwell = (rng.lognormal((2_500.0f64).ln(), 0.6) * (0.5 + 2.0 * p)).clamp(400.0, 30_000.0) as i64;
         let end = begin + dwell;
-        events.push(engage(Kind::View, end, dwell as u32));
+        events.push(engage(EngagementKind::View, end, dwell as u32));
         end
     }
 }
@@ -1175,7 +1134,8 @@ fn burst_events(world: &World, seed: u64, events: &mut Vec<Ev>) -> Vec<BurstTrut
             times[n - 1] = b.end_ts;
         }
         for (&u, &ts) in who.iter().zip(&times) {
-            events.push(Ev { ts, kind: EvKind::Engagement { user: u, post: pi, kind: Kind::Like, dwell: 0 } });
+            events
+                .push(Ev { ts, kind: EvKind::Engagement { user: u, post: pi, kind: EngagementKind::Like, dwell: 0 } });
         }
         let mut truth = b.clone();
         truth.engagements = n as u64;
@@ -1248,7 +1208,7 @@ fn write_event(buf: &mut String, world: &World, seed: u64, seq: u64, request_no:
                 seed,
                 seq,
                 world.posts[post as usize].id,
-                action.as_str()
+                action.name()
             );
         }
         EvKind::Request { user, device } => {
@@ -1269,7 +1229,7 @@ fn write_event(buf: &mut String, world: &World, seed: u64, seq: u64, request_no:
                 seq,
                 world.users[user as usize].id,
                 world.posts[post as usize].id,
-                kind.as_str()
+                kind.name()
             );
             if dwell > 0 {
                 let _ = write!(buf, ",\"dwell_ms\":{}", dwell);
@@ -1348,11 +1308,7 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
     }
     let post_index: HashMap<u64, u32> = world.posts.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
     for m in &world.moderation {
-        let action = match m.action.as_str() {
-            "block" => ModAction::Block,
-            "unblock" => ModAction::Unblock,
-            _ => ModAction::Demote,
-        };
+        let action = ModerationAction::parse(&m.action).unwrap_or(ModerationAction::Demote);
         events.push(Ev { ts: m.ts, kind: EvKind::Moderation { post: post_index[&m.post_id], action } });
     }
     drop(post_index);
@@ -1395,20 +1351,20 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
         }
     }
     let kinds = [
-        Kind::View,
-        Kind::Like,
-        Kind::Comment,
-        Kind::Save,
-        Kind::Share,
-        Kind::Follow,
-        Kind::Skip,
-        Kind::Hide,
-        Kind::Report,
+        EngagementKind::View,
+        EngagementKind::Like,
+        EngagementKind::Comment,
+        EngagementKind::Save,
+        EngagementKind::Share,
+        EngagementKind::Follow,
+        EngagementKind::Skip,
+        EngagementKind::Hide,
+        EngagementKind::Report,
     ];
     for k in kinds {
         let n = kind_counts[k as usize];
         if n > 0 {
-            by_kind.insert(k.as_str().to_string(), n);
+            by_kind.insert(k.name().to_string(), n);
         }
     }
 

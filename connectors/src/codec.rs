@@ -333,12 +333,7 @@ pub fn encode(event: &Event) -> String {
         }
         EventBody::Moderation(x) => {
             m.insert("post_id".into(), json!(x.post_id));
-            let action = match x.action {
-                ModerationAction::Block => "block",
-                ModerationAction::Unblock => "unblock",
-                ModerationAction::Demote => "demote",
-            };
-            m.insert("action".into(), json!(action));
+            m.insert("action".into(), json!(x.action.name()));
         }
         EventBody::Request(r) => {
             m.insert("request_id".into(), json!(r.request_id));

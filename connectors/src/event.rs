@@ -180,6 +180,15 @@ impl ModerationAction {
             _ => None,
         }
     }
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Unblock => "unblock",
+            Self::Demote => "demote",
+        }
+    }
 }
 
 /// A moderation decision.
