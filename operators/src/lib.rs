@@ -6,7 +6,7 @@
 //! - [`schedule`]: hold future updates (window expiries) until they are due.
 //! - [`expire`]: drop records once older than a time-to-live.
 //! - [`sum_by_key`]: per-key sums as a change stream (count_total for totally ordered ticks).
-//! - [`top_k`]: incrementally maintained top-k per key and globally.
+//! - [`top_k`]: incrementally maintained top-k per key.
 //! - [`dedupe`]: drop repeated ids within a bounded horizon.
 //! - [`decayed_vector`]: exponentially time-decayed vector sums.
 //! - [`session_window`]: the last N actions of the current session.
