@@ -479,9 +479,9 @@ fn collect_snapshot(
 }
 
 /// In an as-fast-as-possible replay the input frontier advances this many ticks at a time.
-const REPLAY_STEP_TICKS: u64 = 64;
+const REPLAY_STEP_TICKS: u64 = 600;
 /// How far the input may run ahead of the slowest stage, in ticks.
-const MAX_LAG_TICKS: u64 = 512;
+const MAX_LAG_TICKS: u64 = 3600;
 
 /// Reads this worker's share of the log into the inputs; returns the last tick read.
 #[allow(clippy::too_many_arguments)]
