@@ -79,6 +79,19 @@ pub struct RegistryStats {
     pub moderations: u64,
 }
 
+impl RegistryStats {
+    /// Adds another worker's counters.
+    pub fn merge(&mut self, other: &RegistryStats) {
+        self.uploads += other.uploads;
+        self.duplicate_uploads += other.duplicate_uploads;
+        self.index_rejects += other.index_rejects;
+        self.engagements_joined += other.engagements_joined;
+        self.engagements_waited += other.engagements_waited;
+        self.engagements_expired += other.engagements_expired;
+        self.moderations += other.moderations;
+    }
+}
+
 /// One stream out of the registry: enriched engagements and eligibility changes.
 #[derive(Clone, Debug)]
 pub enum RegistryOutput {

@@ -408,12 +408,7 @@ fn run_worker(
     let reg = registry.borrow();
     let users = interests.borrow();
     let mut c = counters.borrow().clone();
-    c.uploads_stored = reg.stats.uploads;
-    c.duplicate_uploads = reg.stats.duplicate_uploads;
-    c.engagements_joined = reg.stats.engagements_joined;
-    c.engagements_waited = reg.stats.engagements_waited;
-    c.engagements_expired = reg.stats.engagements_expired;
-    c.index_rejects = reg.stats.index_rejects;
+    c.registry = reg.stats.clone();
     c.index_size = reg.index_len() as u64;
     c.users = users.users.len() as u64;
     // Popularity and recommendability of a post live on the same worker (both

@@ -1,5 +1,6 @@
 //! Counters of a run and the summary printed at its end.
 
+use crate::posts::RegistryStats;
 use feedflow_connectors::codec::RejectReason;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,18 +19,8 @@ pub struct Counters {
     pub late: u64,
     /// Rejected messages by DLQ reason.
     pub rejected: BTreeMap<String, u64>,
-    /// Uploads stored by the registry.
-    pub uploads_stored: u64,
-    /// Uploads repeating a known post id.
-    pub duplicate_uploads: u64,
-    /// Engagements joined with their post.
-    pub engagements_joined: u64,
-    /// Engagements that waited for their upload.
-    pub engagements_waited: u64,
-    /// Engagements dropped because their post never arrived.
-    pub engagements_expired: u64,
-    /// Vectors refused by the index.
-    pub index_rejects: u64,
+    /// The post registry's counters.
+    pub registry: RegistryStats,
     /// Vectors in the index at the end.
     pub index_size: u64,
     /// Users with interest state.
@@ -48,12 +39,7 @@ impl Counters {
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
         }
-        self.uploads_stored += other.uploads_stored;
-        self.duplicate_uploads += other.duplicate_uploads;
-        self.engagements_joined += other.engagements_joined;
-        self.engagements_waited += other.engagements_waited;
-        self.engagements_expired += other.engagements_expired;
-        self.index_rejects += other.index_rejects;
+        self.registry.merge(&other.registry);
         self.index_size += other.index_size;
         self.users += other.users;
     }
@@ -126,12 +112,12 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "  posts     {} stored, {} in the index, {} duplicate uploads, {} refused by the index",
-            c.uploads_stored, c.index_size, c.duplicate_uploads, c.index_rejects
+            c.registry.uploads, c.index_size, c.registry.duplicate_uploads, c.registry.index_rejects
         )?;
         writeln!(
             f,
             "  engagements {} joined ({} waited for their upload, {} expired waiting); {} users",
-            c.engagements_joined, c.engagements_waited, c.engagements_expired, c.users
+            c.registry.engagements_joined, c.registry.engagements_waited, c.registry.engagements_expired, c.users
         )?;
         write!(
             f,
