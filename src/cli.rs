@@ -1,5 +1,6 @@
-//! The command line of DESIGN.md: `run` and `gen` (the other commands arrive with live mode and serving).
+//! The command line of DESIGN.md: `run`, `gen` and `eval` (the Kafka commands arrive with live mode).
 
+use crate::eval::{evaluate, table, EvalOptions};
 use crate::gen::{generate, GenOptions};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -24,6 +25,53 @@ enum Command {
     Run(RunArgs),
     /// Generate a synthetic world: an event log and its ground truth.
     Gen(GenArgs),
+    /// Prequential evaluation: shadow requests before each sampled positive engagement.
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+struct ModelArgs {
+    /// Ranking model (default: the config's `ranking.model`); its metadata is the same path with `.json`.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Rank with the linear fallback scorer only.
+    #[arg(long, conflicts_with = "model")]
+    no_model: bool,
+}
+
+impl ModelArgs {
+    fn apply(&self, config: &mut Config) {
+        if self.no_model {
+            config.ranking.model = PathBuf::new();
+        } else if let Some(m) = &self.model {
+            config.ranking.model = m.clone();
+            config.ranking.metadata = m.with_extension("json");
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Configuration file (default: the embedded config/local.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The log to evaluate on (a generated log's truth file enables the oracle).
+    #[arg(long)]
+    log: PathBuf,
+    /// Output folder: eval.json, eval.png, the augmented log and the engine's outputs.
+    #[arg(long, default_value = "out/eval")]
+    out: PathBuf,
+    /// Worker threads (default: the config's `engine.workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Evaluate at most this many positive engagements (a deterministic sample).
+    #[arg(long, default_value_t = 2000)]
+    sample: usize,
+    /// Page size of the shadow requests.
+    #[arg(long, default_value_t = 50)]
+    k: usize,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -44,6 +92,8 @@ struct RunArgs {
     /// Replay pace: 0 as fast as possible, N times real time.
     #[arg(long)]
     speed: Option<f64>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Timely: worker threads per process (multi-process runs).
     #[arg(short = 'w')]
     timely_workers: Option<usize>,
@@ -112,7 +162,8 @@ fn timely_args(a: &RunArgs) -> Result<Vec<String>> {
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    let config = load_config(a.config.as_deref())?;
+    let mut config = load_config(a.config.as_deref())?;
+    a.model.apply(&mut config);
     let log = a.log.clone().unwrap_or_else(|| config.input.log.clone());
     if !log.exists() {
         match (&config.input.generate_if_missing, &a.log) {
@@ -149,7 +200,31 @@ fn run(a: RunArgs) -> Result<()> {
     eprintln!("[feedflow] replaying {} on {} worker(s) into {}/", log.display(), workers, out.display());
     let report = run_file(&config, &options)?;
     println!("{}", report.summary);
-    println!("  outputs   {}/trending.jsonl, {}/dlq.jsonl", out.display(), out.display());
+    let d = out.display();
+    println!("  outputs   {d}/responses.jsonl, {d}/impressions.jsonl, {d}/trending.jsonl, {d}/dlq.jsonl");
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let mut config = load_config(a.config.as_deref())?;
+    a.model.apply(&mut config);
+    if !a.log.exists() {
+        bail!("the log {} does not exist", a.log.display());
+    }
+    if a.sample == 0 || a.k == 0 || a.k > 200 {
+        bail!("--sample must be at least 1 and --k in 1..=200");
+    }
+    let options = EvalOptions {
+        log: a.log.clone(),
+        out: a.out.clone(),
+        workers: a.workers.unwrap_or(config.engine.workers).max(1),
+        sample: a.sample,
+        k: a.k,
+    };
+    let report = evaluate(&config, &options)?;
+    println!("{}", table(&report));
+    println!("engine HR@10 / popularity HR@10 = {:.2}", report["engine_vs_popularity_hr@10"].as_f64().unwrap_or(0.0));
+    println!("report: {}/eval.json, {}/eval.png", a.out.display(), a.out.display());
     Ok(())
 }
 
@@ -181,6 +256,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(a) => run(a),
         Command::Gen(a) => gen(a),
+        Command::Eval(a) => eval(a),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

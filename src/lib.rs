@@ -7,11 +7,14 @@
 //!   batches, sliding windows, expiry, top-k, dedupe, decayed vectors, session
 //!   windows, usearch shards).
 //! - `feedflow_dataflows`: the graph (post registry and index, trending,
-//!   interest, pools) and the file-mode runner.
+//!   interest, pools), the serving funnel (candidates, ONNX ranking, page
+//!   rules) and the file-mode runner.
 //! - [`gen`]: the synthetic world generator behind `feedflow gen`.
+//! - [`eval`]: prequential evaluation against a popularity baseline and the generator's oracle.
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod eval;
 pub mod gen;
 
 pub use feedflow_connectors as connectors;

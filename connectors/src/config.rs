@@ -4,6 +4,7 @@
 //! the value comes from (mostly `shared/DESIGN.md`). Unknown keys are errors,
 //! and [`Config::validate`] reports every problem at once.
 
+pub use crate::serving_config::{HeadWeights, RankingConfig, RerankConfig, ServingConfig};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,15 @@ pub struct Config {
     /// The fresh and popular candidate pools (DESIGN.md §6).
     #[serde(default)]
     pub pools: PoolsConfig,
+    /// Candidate sources and filters of the request funnel (DESIGN.md §6).
+    #[serde(default)]
+    pub serving: ServingConfig,
+    /// The ranking model and its head weights (DESIGN.md §6–7).
+    #[serde(default)]
+    pub ranking: RankingConfig,
+    /// Diversity and slot rules of a page (DESIGN.md §6).
+    #[serde(default)]
+    pub rerank: RerankConfig,
 }
 
 /// Event time and parallelism.
@@ -543,6 +553,8 @@ impl Config {
             ("pools.fresh_max_age_ms", self.pools.fresh_max_age_ms),
             ("pools.popular_window_ms", self.pools.popular_window_ms),
             ("dedupe.horizon_ms", self.dedupe.horizon_ms),
+            ("serving.related_window_ms", self.serving.related_window_ms),
+            ("serving.seen_window_ms", self.serving.seen_window_ms),
         ] {
             if v == 0 || v % tick != 0 {
                 p.push(format!("{name} must be a positive multiple of engine.tick_ms ({tick}), got {v}"));
@@ -592,6 +604,7 @@ impl Config {
         if self.pools.popular_top_n == 0 {
             p.push("pools.popular_top_n must be at least 1".into());
         }
+        p.extend(self.serving.problems(&self.ranking, &self.rerank));
         if p.is_empty() {
             Ok(())
         } else {

@@ -1,6 +1,7 @@
 //! The edge of feedflow: the event contract and the transports.
 //!
 //! - [`config`]: the typed TOML configuration shared by every crate.
+//! - [`serving_config`]: the funnel's part of it (sources, ranking, page rules).
 //! - [`event`]: the typed events of the wire format.
 //! - [`codec`]: bytes to validated events, or a typed rejection.
 //! - [`dlq`]: dead-letter records for rejected input.
@@ -11,6 +12,7 @@ pub mod config;
 pub mod dlq;
 pub mod event;
 pub mod jsonl;
+pub mod serving_config;
 
 pub use codec::{decode, encode, DecodeLimits, RejectReason, Rejection};
 pub use config::Config;

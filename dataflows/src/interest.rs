@@ -8,12 +8,8 @@
 use crate::model::Enriched;
 use feedflow_connectors::config::Config;
 use feedflow_operators::decayed_vector::DecayedSum;
-use feedflow_operators::hash::{mix64, FastMap};
+use feedflow_operators::hash::FastMap;
 use feedflow_operators::session_window::SessionWindow;
-use feedflow_operators::tick_batch::TickBatch;
-use std::cell::RefCell;
-use std::rc::Rc;
-use timely::dataflow::StreamVec;
 
 /// What the engine knows about one user's interests.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,16 +97,4 @@ impl Interests {
         }
         Some(UserVectors { long_term, session, query })
     }
-}
-
-/// Routes enriched engagements to their user's worker and maintains the state there.
-pub fn user_interests<'scope>(
-    engagements: StreamVec<'scope, u64, Enriched>,
-    state: Rc<RefCell<Interests>>,
-) -> StreamVec<'scope, u64, ()> {
-    engagements.tick_batch(
-        "UserInterests",
-        |e: &Enriched| mix64(e.user_id),
-        move |_tick, batch, _out: &mut Vec<()>| state.borrow_mut().apply_tick(batch),
-    )
 }

@@ -54,6 +54,8 @@ pub struct Enriched {
     pub post_id: u64,
     /// The post's creator.
     pub creator_id: u64,
+    /// The post's category.
+    pub category: String,
     /// What they did.
     pub kind: EngagementKind,
     /// Dwell, when given.

@@ -11,12 +11,16 @@
 //! It emits the enriched engagements and the changes of the set of
 //! recommendable posts (a differential collection).
 
+use crate::candidates::ShardServing;
 use crate::model::{engagement_weight_milli, tick_of, Enriched, PostInfo, Velocity};
+use crate::serving::{Partial, RequestContext};
+use crate::users::CoPair;
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Engagement, Event, EventBody, ModerationAction, Safety};
 use feedflow_operators::hash::{mix64, FastMap};
 use feedflow_operators::tick_batch::TickBatch;
 use feedflow_operators::vector_shard::{ShardSettings, VectorShard};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -101,6 +105,19 @@ pub enum RegistryOutput {
     Velocity(Velocity),
     /// At this tick the post became recommendable (+1) or stopped being so (−1).
     Eligibility(PostInfo, u64, isize),
+    /// This worker's candidates for a request.
+    Candidates(Partial),
+}
+
+/// What reaches the registry: post events, requests (one copy per worker) and co-engagement pairs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ShardInput {
+    /// An upload, engagement or moderation event.
+    Event(Event),
+    /// A request's context, addressed to one worker.
+    Query(u64, Arc<RequestContext>),
+    /// A co-engagement pair, kept at its item's shard.
+    Pair(CoPair),
 }
 
 /// The state of the shards owned by one worker.
@@ -118,6 +135,8 @@ pub struct Registry {
     pub shards: BTreeMap<u32, VectorShard>,
     /// Counters.
     pub stats: RegistryStats,
+    /// What the candidate sources read.
+    pub serving: ShardServing,
 }
 
 impl Registry {
@@ -139,6 +158,7 @@ impl Registry {
             pending_order: VecDeque::new(),
             shards: BTreeMap::new(),
             stats: RegistryStats::default(),
+            serving: ShardServing::new(config),
         }
     }
 
@@ -178,11 +198,42 @@ impl Registry {
             user_id: e.user_id,
             post_id: e.post_id,
             creator_id: post.creator_id,
+            category: post.category.clone(),
             kind: e.kind,
             dwell_ms: e.dwell_ms,
             weight_milli: engagement_weight_milli(&self.config, e.kind, e.dwell_ms),
             embedding: post.embedding.clone(),
         })
+    }
+
+    /// Handles one complete tick: co-engagement pairs (from earlier ticks) first,
+    /// then the tick's requests against the state of earlier ticks, then its events.
+    pub fn apply_inputs(&mut self, tick: u64, inputs: Vec<ShardInput>, out: &mut Vec<RegistryOutput>) {
+        let mut events = Vec::new();
+        let mut queries = Vec::new();
+        let mut pairs = Vec::new();
+        for input in inputs {
+            match input {
+                ShardInput::Event(e) => events.push(e),
+                ShardInput::Query(_, q) => queries.push(q),
+                ShardInput::Pair(p) => pairs.push(p),
+            }
+        }
+        self.serving.expire(tick.saturating_sub(1));
+        pairs.sort_by_key(|p| (p.tick, p.anchor, p.item));
+        for p in pairs {
+            self.serving.related.add(p.tick, p.anchor, p.item);
+        }
+        if !queries.is_empty() {
+            queries.sort_by_key(|q| (q.ts, q.position));
+            for q in queries {
+                let partial = self.candidates(&q, &self.config);
+                if !partial.rows.is_empty() {
+                    out.push(RegistryOutput::Candidates(partial));
+                }
+            }
+        }
+        self.apply_tick(tick, events, out);
     }
 
     /// Applies one complete tick of events; pushes what it produces to `out`.
@@ -236,6 +287,7 @@ impl Registry {
                     self.stats.uploads += 1;
                     if recommendable {
                         self.index_insert(u.post_id);
+                        self.serving.set_recommendable(u.post_id, &self.posts[&u.post_id], true);
                         out.push(RegistryOutput::Eligibility(info, tick, 1));
                     }
                     // Engagements that were waiting for this post take effect now.
@@ -243,7 +295,7 @@ impl Registry {
                         for (_, ev) in waiting.into_iter().filter(|(et, _)| et + ttl >= tick) {
                             if let EventBody::Engagement(e) = &ev.body {
                                 if let Some(x) = self.enrich(tick, &ev, e) {
-                                    push_enriched(out, x);
+                                    self.push_enriched(out, x);
                                 }
                             }
                         }
@@ -268,6 +320,10 @@ impl Registry {
                     }
                     let now = post.recommendable();
                     let info = Self::info(m.post_id, post);
+                    if was != now {
+                        let post = post.clone();
+                        self.serving.set_recommendable(m.post_id, &post, now);
+                    }
                     if was && !now {
                         self.index_remove(m.post_id);
                         out.push(RegistryOutput::Eligibility(info, tick, -1));
@@ -278,7 +334,7 @@ impl Registry {
                 }
                 EventBody::Engagement(e) => {
                     if let Some(x) = self.enrich(tick, &event, e) {
-                        push_enriched(out, x);
+                        self.push_enriched(out, x);
                     } else {
                         self.stats.engagements_waited += 1;
                         self.pending_order.push_back((tick, e.post_id));
@@ -288,6 +344,16 @@ impl Registry {
                 EventBody::Request(_) => {}
             }
         }
+    }
+
+    fn push_enriched(&mut self, out: &mut Vec<RegistryOutput>, e: Enriched) {
+        if e.weight_milli > 0 {
+            let v =
+                Velocity { tick: e.tick, post_id: e.post_id, creator_id: e.creator_id, weight_milli: e.weight_milli };
+            self.serving.engaged(e.tick, e.post_id, e.weight_milli);
+            out.push(RegistryOutput::Velocity(v));
+        }
+        out.push(RegistryOutput::Enriched(e));
     }
 
     /// Number of vectors in this worker's shards.
@@ -301,14 +367,6 @@ impl Registry {
     }
 }
 
-fn push_enriched(out: &mut Vec<RegistryOutput>, e: Enriched) {
-    if e.weight_milli > 0 {
-        let v = Velocity { tick: e.tick, post_id: e.post_id, creator_id: e.creator_id, weight_milli: e.weight_milli };
-        out.push(RegistryOutput::Velocity(v));
-    }
-    out.push(RegistryOutput::Enriched(e));
-}
-
 /// The worker-routing key of an event: its post's shard (requests: their user).
 pub fn route_event(event: &Event, shards: u32) -> u64 {
     match &event.body {
@@ -319,15 +377,19 @@ pub fn route_event(event: &Event, shards: u32) -> u64 {
     }
 }
 
-/// Routes post events to their shard's worker and runs the registry there.
+/// Routes post events and pairs to their shard's worker, queries to their addressee, and runs the registry there.
 pub fn post_registry<'scope>(
-    events: StreamVec<'scope, u64, Event>,
+    inputs: StreamVec<'scope, u64, ShardInput>,
     registry: Rc<RefCell<Registry>>,
     shards: u32,
 ) -> StreamVec<'scope, u64, RegistryOutput> {
-    events.tick_batch(
+    inputs.tick_batch(
         "PostRegistry",
-        move |e: &Event| route_event(e, shards),
-        move |tick, batch, out| registry.borrow_mut().apply_tick(tick, batch, out),
+        move |input: &ShardInput| match input {
+            ShardInput::Event(e) => route_event(e, shards),
+            ShardInput::Query(worker, _) => *worker,
+            ShardInput::Pair(p) => shard_of(p.item, shards) as u64,
+        },
+        move |tick, batch, out| registry.borrow_mut().apply_inputs(tick, batch, out),
     )
 }

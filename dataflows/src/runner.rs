@@ -5,13 +5,16 @@
 //! Rejected lines go to the DLQ. Outputs are gathered on worker 0, sorted
 //! within each tick, and written as JSONL.
 
-use crate::interest::{user_interests, Interests, UserVectors};
+use crate::interest::{Interests, UserVectors};
 use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
 use crate::pools::{fresh_pool, popularity};
-use crate::posts::{post_registry, route_event, Registry, RegistryOutput};
+use crate::posts::{post_registry, route_event, Registry, RegistryOutput, ShardInput};
+use crate::rank::{open_scorer, rank_requests, RankInput, Ranker};
+use crate::serving::Served;
 use crate::snapshot::{snapshot, Contents};
 use crate::stats::{Counters, Summary};
 use crate::trending::trending_pool;
+use crate::users::{user_front, UserInput, UserOutput, Users};
 use differential_dataflow::AsCollection;
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Event, EventBody, Position};
@@ -29,7 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::{Filter, Map, Partition};
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Concat, ConnectLoop, Feedback, Probe};
 use timely::dataflow::ProbeHandle;
 
 /// How to run.
@@ -253,16 +256,22 @@ fn run_worker(
     let counters = Rc::new(RefCell::new(Counters::default()));
     let error: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     let registry = Rc::new(RefCell::new(Registry::new(config)));
-    let interests = Rc::new(RefCell::new(Interests::new(config)));
+    let users = Rc::new(RefCell::new(Users::new(config)));
+    let ranker = Rc::new(RefCell::new(Ranker::new(config, open_scorer(config))));
     let out_dir = options.out_dir.as_deref();
-    let writers = (|| -> Result<(Writer, Writer), FileError> {
-        Ok((open_writer(out_dir, "trending.jsonl", index == 0)?, open_writer(out_dir, "dlq.jsonl", index == 0)?))
+    let writers = (|| -> Result<[Writer; 4], FileError> {
+        Ok([
+            open_writer(out_dir, "trending.jsonl", index == 0)?,
+            open_writer(out_dir, "dlq.jsonl", index == 0)?,
+            open_writer(out_dir, "responses.jsonl", index == 0)?,
+            open_writer(out_dir, "impressions.jsonl", index == 0)?,
+        ])
     })();
-    let (trending_writer, dlq_writer) = match writers {
+    let [trending_writer, dlq_writer, responses_writer, impressions_writer] = match writers {
         Ok(w) => w,
         Err(e) => {
             *error.borrow_mut() = Some(e.to_string());
-            (Rc::new(RefCell::new(None)), Rc::new(RefCell::new(None)))
+            std::array::from_fn(|_| Rc::new(RefCell::new(None)))
         }
     };
     let trending_changes = Rc::new(RefCell::new(0u64));
@@ -287,20 +296,51 @@ fn run_worker(
             SeenIds::new(dedupe_ticks, config.dedupe.max_ids_per_worker),
             move |_| dup_counters.borrow_mut().duplicates += 1,
         );
-        let post_events = events.filter(|e| !matches!(e.body, EventBody::Request(_)));
+        // The funnel's loop: engagements joined at the registry reach the user's
+        // worker one tick later, so that a request at tick t is answered from
+        // exactly the engagements of earlier ticks (DESIGN.md §1).
+        let (engagement_loop, engagements_back) = scope.feedback::<Vec<UserInput>>(1);
+        let requests = events.clone().filter(|e| matches!(e.body, EventBody::Request(_))).map(UserInput::Request);
+        let user_out = user_front(requests.concat(engagements_back), users.clone());
+        let mut user_parts = user_out
+            .partition(2, |o| match o {
+                UserOutput::Context(_) => (0, o),
+                UserOutput::Pair(_) => (1, o),
+            })
+            .into_iter();
+        let (contexts, pairs) = (user_parts.next().unwrap(), user_parts.next().unwrap());
+        let contexts = contexts.flat_map(|o| match o {
+            UserOutput::Context(c) => Some(c),
+            _ => None,
+        });
+        let queries =
+            contexts.clone().flat_map(move |c| (0..peers as u64).map(move |w| ShardInput::Query(w, c.clone())));
+        let pairs = pairs.flat_map(|o| match o {
+            UserOutput::Pair(p) => Some(ShardInput::Pair(p)),
+            _ => None,
+        });
+        let post_events = events
+            .filter(|e| !matches!(e.body, EventBody::Request(_)))
+            .map(ShardInput::Event)
+            .concat(queries)
+            .concat(pairs);
         let registry_out = post_registry(post_events, registry.clone(), config.index.shards);
         let mut parts = registry_out
-            .partition(3, |o| match o {
+            .partition(4, |o| match o {
                 RegistryOutput::Enriched(_) => (0, o),
                 RegistryOutput::Velocity(_) => (1, o),
                 RegistryOutput::Eligibility(..) => (2, o),
+                RegistryOutput::Candidates(_) => (3, o),
             })
             .into_iter();
-        let (enriched, velocity, eligible) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-        let enriched = enriched.flat_map(|o| match o {
-            RegistryOutput::Enriched(e) => Some(e),
-            _ => None,
-        });
+        let (enriched, velocity, eligible, candidates) =
+            (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        enriched
+            .flat_map(|o| match o {
+                RegistryOutput::Enriched(e) => Some(UserInput::Engagement(e)),
+                _ => None,
+            })
+            .connect_loop(engagement_loop);
         let velocity = velocity.flat_map(|o| match o {
             RegistryOutput::Velocity(v) => Some(v),
             _ => None,
@@ -316,7 +356,31 @@ fn run_worker(
         let fresh = fresh_pool(config, eligible.clone()).consolidate();
         let popular = popularity(config, velocity);
         let recommendable = eligible.map(|p| p.post_id).consolidate();
-        user_interests(enriched, interests.clone()).probe_with(&probe);
+
+        // Ranking at the user's worker: contexts, every worker's rows, and the trending pool (kept by every worker).
+        let rank_inputs = contexts
+            .map(RankInput::Request)
+            .concat(candidates.flat_map(|o| match o {
+                RegistryOutput::Candidates(p) => Some(RankInput::Rows(p)),
+                _ => None,
+            }))
+            .concat(pool.inner.clone().flat_map(move |((category, entry), time, diff)| {
+                (0..peers as u64).map(move |w| RankInput::Trend(w, category.clone(), entry.clone(), time, diff))
+            }));
+        let served = rank_requests(rank_inputs, ranker.clone());
+        let writers = (responses_writer.clone(), impressions_writer.clone());
+        let sink_error = error.clone();
+        served
+            .tick_batch(
+                "ResponseSink",
+                |_| 0,
+                move |_tick, mut batch: Vec<Served>, _out: &mut Vec<()>| {
+                    batch.sort_by_key(|s| (s.ts, s.position));
+                    write_lines(&writers.0, &sink_error, batch.iter().map(|s| s.response.clone()));
+                    write_lines(&writers.1, &sink_error, batch.iter().filter_map(|s| s.impression.clone()));
+                },
+            )
+            .probe_with(&probe);
 
         // The trending change stream, gathered on worker 0 and written in a fixed order.
         let writer = trending_writer.clone();
@@ -398,7 +462,7 @@ fn run_worker(
     while worker.step_or_park(None) {}
 
     let final_tick = shared.horizon.load(Ordering::SeqCst);
-    for writer in [&trending_writer, &dlq_writer] {
+    for writer in [&trending_writer, &dlq_writer, &responses_writer, &impressions_writer] {
         if let Some(sink) = writer.borrow_mut().as_mut() {
             if let Err(e) = sink.flush() {
                 error.borrow_mut().get_or_insert(e.to_string());
@@ -406,8 +470,13 @@ fn run_worker(
         }
     }
     let reg = registry.borrow();
-    let users = interests.borrow();
+    let users_state = users.borrow();
+    let users = &users_state.interests;
+    let rank = ranker.borrow();
     let mut c = counters.borrow().clone();
+    c.rank = rank.stats.clone();
+    c.model = rank.model_id();
+    c.fallback_reason = rank.fallback_reason().map(str::to_string);
     c.registry = reg.stats.clone();
     c.index_size = reg.index_len() as u64;
     c.users = users.users.len() as u64;
@@ -425,7 +494,7 @@ fn run_worker(
     };
     let snapshot = options.snapshot.then(|| {
         let at_ts = ((final_tick + 1) * tick_ms) as i64;
-        collect_snapshot(&reg, &users, &pool, &fresh, popular_list.clone(), final_tick, at_ts)
+        collect_snapshot(&reg, users, &pool, &fresh, popular_list.clone(), final_tick, at_ts)
     });
     let trending_changes = *trending_changes.borrow();
     let result = WorkerResult {

@@ -1,6 +1,7 @@
 //! Counters of a run and the summary printed at its end.
 
 use crate::posts::RegistryStats;
+use crate::rank::RankStats;
 use feedflow_connectors::codec::RejectReason;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,12 @@ pub struct Counters {
     pub index_size: u64,
     /// Users with interest state.
     pub users: u64,
+    /// The ranking stage's counters.
+    pub rank: RankStats,
+    /// Why the fallback scorer answered (first worker's reason), if it did.
+    pub fallback_reason: Option<String>,
+    /// The model id responses carry.
+    pub model: String,
 }
 
 impl Counters {
@@ -42,6 +49,13 @@ impl Counters {
         self.registry.merge(&other.registry);
         self.index_size += other.index_size;
         self.users += other.users;
+        self.rank.merge(&other.rank);
+        if self.fallback_reason.is_none() {
+            self.fallback_reason = other.fallback_reason.clone();
+        }
+        if self.model.is_empty() {
+            self.model = other.model.clone();
+        }
     }
 
     /// Counts one rejection.
@@ -119,10 +133,26 @@ impl fmt::Display for Summary {
             "  engagements {} joined ({} waited for their upload, {} expired waiting); {} users",
             c.registry.engagements_joined, c.registry.engagements_waited, c.registry.engagements_expired, c.users
         )?;
-        write!(
+        writeln!(
             f,
             "  pools     trending {} ({} changes written), fresh {}, popular {}",
             self.trending_pool, self.trending_changes, self.fresh_pool, self.popular
+        )?;
+        let r = &c.rank;
+        write!(
+            f,
+            "  requests  {} answered ({} shadow), ranked by {}{}; service time P50 {} µs, P99 {} µs; {:.0} candidates per request",
+            r.responses,
+            r.shadow,
+            c.model,
+            if r.fallback > 0 {
+                format!(" ({} by the fallback: {})", r.fallback, c.fallback_reason.as_deref().unwrap_or("model batch failed"))
+            } else {
+                String::new()
+            },
+            r.percentile_us(0.50),
+            r.percentile_us(0.99),
+            r.mean_candidates(),
         )
     }
 }

@@ -7,16 +7,22 @@
 //! - [`expire`]: drop records once older than a time-to-live.
 //! - [`sum_by_key`]: per-key sums as a change stream (count_total for totally ordered ticks).
 //! - [`top_k`]: incrementally maintained top-k per key.
+//! - [`rerank`]: a page from scored candidates: MMR diversity, author/group caps, exploration and boosted slots.
 //! - [`dedupe`]: drop repeated ids within a bounded horizon.
 //! - [`decayed_vector`]: exponentially time-decayed vector sums.
 //! - [`session_window`]: the last N actions of the current session.
 //! - [`vector_shard`]: a validated usearch HNSW shard.
+//! - [`onnx_scorer`]: a checked ONNX Runtime session scoring f32 batches (checksum, signature, typed errors).
+//! - [`co_counts`]: windowed co-occurrence counts (item-to-item "related").
 //! - [`hash`]: stable hashing for routing.
 
+pub mod co_counts;
 pub mod decayed_vector;
 pub mod dedupe;
 pub mod expire;
 pub mod hash;
+pub mod onnx_scorer;
+pub mod rerank;
 pub mod schedule;
 pub mod session_window;
 pub mod sliding_window;

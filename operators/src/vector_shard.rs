@@ -144,6 +144,18 @@ impl VectorShard {
         Ok(m.keys.into_iter().zip(m.distances).collect())
     }
 
+    /// Approximate nearest neighbours among the keys `accept` lets through, nearest first.
+    pub fn filtered_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        accept: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, f32)>, ShardError> {
+        self.validate(query)?;
+        let m = self.index.filtered_search(query, k, accept).map_err(|e| ShardError::Index(e.to_string()))?;
+        Ok(m.keys.into_iter().zip(m.distances).collect())
+    }
+
     /// Exact nearest neighbours by brute force over the shard (the reference for recall).
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>, ShardError> {
         self.validate(query)?;
@@ -187,5 +199,8 @@ mod tests {
         assert_eq!(s.len(), 3000);
         let exact = s.exact_search(&[0.0, 1.0, 0.0], 1).unwrap();
         assert_eq!(exact[0].0, 7);
+        let filtered = s.filtered_search(&[0.0, 1.0, 0.0], 5, |k| k != 7).unwrap();
+        assert_eq!(filtered.len(), 5);
+        assert!(filtered.iter().all(|(k, _)| *k != 7));
     }
 }

@@ -1,0 +1,317 @@
+//! The shard side of the funnel: per-post serving state and each worker's candidates for a request.
+//!
+//! Beside the index, the registry keeps what the candidate sources read, all
+//! as of the end of the last applied tick: windowed engagement sums per post
+//! (trending window and popular window), recommendable posts ordered by upload
+//! time (per logical shard, for fresh and exploration) and by creator (for
+//! followed), and the co-engagement counts for `related`. A request is
+//! answered before the events of its own tick are applied. Every source is a
+//! top-k whose union over shards gives the same global top-k for any number
+//! of workers (exploration and ANN work per logical shard for that reason).
+
+use crate::posts::{shard_of, PostState, Registry};
+use crate::serving::{CandidateRow, Partial, RequestContext};
+use feedflow_connectors::config::Config;
+use feedflow_operators::co_counts::CoCounts;
+use feedflow_operators::hash::{hash_bytes, mix64, FastMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+/// Sums of weights per key over a sliding window of ticks.
+#[derive(Clone, Debug, Default)]
+pub struct WindowSums {
+    window: u64,
+    /// key → (sum of weights, number of additions)
+    sums: FastMap<u64, (i64, i64)>,
+    added: VecDeque<(u64, u64, i64)>,
+    /// (Reverse(sum), key) for keys with a positive sum, when kept.
+    ordered: Option<BTreeSet<(Reverse<i64>, u64)>>,
+}
+
+impl WindowSums {
+    /// A window of `window` ticks; `ordered` keeps keys sorted by sum.
+    pub fn new(window: u64, ordered: bool) -> Self {
+        Self { window: window.max(1), ordered: ordered.then(BTreeSet::new), ..Self::default() }
+    }
+
+    fn change(&mut self, key: u64, weight: i64, count: i64) {
+        let entry = self.sums.entry(key).or_insert((0, 0));
+        let before = entry.0;
+        entry.0 += weight;
+        entry.1 += count;
+        let (after, n) = *entry;
+        if n == 0 {
+            self.sums.remove(&key);
+        }
+        if let Some(ordered) = self.ordered.as_mut() {
+            if before > 0 {
+                ordered.remove(&(Reverse(before), key));
+            }
+            if after > 0 && n > 0 {
+                ordered.insert((Reverse(after), key));
+            }
+        }
+    }
+
+    /// Adds `weight` to `key` at `tick` (ticks must not decrease).
+    pub fn add(&mut self, tick: u64, key: u64, weight: i64) {
+        self.change(key, weight, 1);
+        self.added.push_back((tick, key, weight));
+    }
+
+    /// Drops additions that are out of the window as of `now` (tick + window ≤ now).
+    pub fn expire(&mut self, now: u64) {
+        while let Some(&(tick, key, weight)) = self.added.front() {
+            if tick + self.window > now {
+                break;
+            }
+            self.added.pop_front();
+            self.change(key, -weight, -1);
+        }
+    }
+
+    /// (sum, count) of a key.
+    pub fn get(&self, key: u64) -> (i64, i64) {
+        self.sums.get(&key).copied().unwrap_or((0, 0))
+    }
+
+    /// Keys by descending sum (ties: lower key), when ordered.
+    pub fn best(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
+        self.ordered.iter().flat_map(|o| o.iter().map(|(Reverse(s), k)| (*k, *s)))
+    }
+
+    /// Keys currently in the window with their (sum, count).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, (i64, i64))> + '_ {
+        self.sums.iter().map(|(k, v)| (*k, *v))
+    }
+}
+
+/// What the candidate sources read, for the shards of one worker.
+pub struct ShardServing {
+    /// Positive weight per post over the trending window.
+    pub recent: WindowSums,
+    /// Positive weight per post over the popular window, ordered.
+    pub popular: WindowSums,
+    /// Recommendable posts per logical shard, by (upload time, post).
+    pub uploads: BTreeMap<u32, BTreeSet<(i64, u64)>>,
+    /// Recommendable posts per creator, by (upload time, post).
+    pub by_creator: FastMap<u64, BTreeSet<(i64, u64)>>,
+    /// Co-engagement counts: anchor → posts of this worker.
+    pub related: CoCounts,
+    shards: u32,
+    tick_ms: u64,
+    min_count: i64,
+    trending_max_age: u64,
+    fresh_max_age: u64,
+    followed_max_age_ms: i64,
+}
+
+impl ShardServing {
+    /// Empty state with the windows of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            recent: WindowSums::new(config.ticks(config.trending.window_ms), false),
+            popular: WindowSums::new(config.ticks(config.pools.popular_window_ms), true),
+            uploads: BTreeMap::new(),
+            by_creator: FastMap::default(),
+            related: CoCounts::new(config.ticks(config.serving.related_window_ms)),
+            shards: config.index.shards,
+            tick_ms: config.engine.tick_ms,
+            min_count: config.trending.min_count,
+            trending_max_age: config.ticks(config.trending.max_age_ms),
+            fresh_max_age: config.ticks(config.pools.fresh_max_age_ms),
+            followed_max_age_ms: config.serving.followed_max_age_ms as i64,
+        }
+    }
+
+    /// Brings the windows to the end of tick `now`.
+    pub fn expire(&mut self, now: u64) {
+        self.recent.expire(now);
+        self.popular.expire(now);
+        self.related.expire(now);
+    }
+
+    /// A post became recommendable (`true`) or stopped being so.
+    pub fn set_recommendable(&mut self, post_id: u64, post: &PostState, recommendable: bool) {
+        let key = (post.upload_ts, post_id);
+        let shard = shard_of(post_id, self.shards);
+        if recommendable {
+            self.uploads.entry(shard).or_default().insert(key);
+            self.by_creator.entry(post.creator_id).or_default().insert(key);
+        } else {
+            if let Some(set) = self.uploads.get_mut(&shard) {
+                set.remove(&key);
+            }
+            if let Some(set) = self.by_creator.get_mut(&post.creator_id) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.by_creator.remove(&post.creator_id);
+                }
+            }
+        }
+    }
+
+    /// A positive engagement of `weight_milli` on a post at `tick`.
+    pub fn engaged(&mut self, tick: u64, post_id: u64, weight_milli: i64) {
+        self.recent.add(tick, post_id, weight_milli);
+        self.popular.add(tick, post_id, weight_milli);
+    }
+}
+
+/// A row for a post, with its engagement figures and no source yet.
+fn new_row(serving: &ShardServing, post_id: u64, post: &PostState, state_tick: u64) -> CandidateRow {
+    let (popularity_milli, _) = serving.popular.get(post_id);
+    let (recent_milli, recent_count) = serving.recent.get(post_id);
+    let safety = &post.safety;
+    CandidateRow {
+        post_id,
+        creator_id: post.creator_id,
+        category: post.category.clone(),
+        content_type: post.content_type.clone(),
+        embedding: post.embedding.clone(),
+        upload_ts: post.upload_ts,
+        popularity_milli,
+        recent_milli,
+        recent_count,
+        safety_max: safety.nudity.max(safety.violence).max(safety.hate).max(safety.borderline) as f32,
+        demoted: post.demoted,
+        ann_distance: None,
+        related_count: None,
+        fresh: false,
+        followed: false,
+        popular: false,
+        explore_key: None,
+        trending_eligible: recent_count >= serving.min_count
+            && post.upload_tick + serving.trending_max_age > state_tick,
+    }
+}
+
+/// A deterministic per-request key for exploration sampling.
+fn explore_key(context: &RequestContext, post_id: u64) -> u64 {
+    mix64(post_id ^ hash_bytes(context.request_id.as_bytes()) ^ mix64(context.user_id) ^ context.ts as u64)
+}
+
+impl Registry {
+    /// This worker's candidates for a request at `context.tick`, from the state of earlier ticks.
+    pub fn candidates(&self, context: &RequestContext, config: &Config) -> Partial {
+        let started = Instant::now();
+        let s = &config.serving;
+        let serving = &self.serving;
+        let state_tick = context.tick.saturating_sub(1);
+        let mut rows: BTreeMap<u64, CandidateRow> = BTreeMap::new();
+        let usable = |post_id: u64| -> Option<&PostState> {
+            let post = self.posts.get(&post_id)?;
+            (post.recommendable() && !context.excludes(post_id, post.creator_id)).then_some(post)
+        };
+        macro_rules! row {
+            ($post_id:expr, $post:expr) => {
+                rows.entry($post_id).or_insert_with(|| new_row(serving, $post_id, $post, state_tick))
+            };
+        }
+
+        // ANN over each logical shard of this worker.
+        if !context.query.is_empty() && s.ann_k > 0 {
+            for shard in self.shards.values() {
+                let filter = |key: u64| usable(key).is_some();
+                if let Ok(hits) = shard.filtered_search(&context.query, s.ann_k, filter) {
+                    for (post_id, distance) in hits {
+                        if let Some(post) = usable(post_id) {
+                            let r = row!(post_id, post);
+                            r.ann_distance = Some(r.ann_distance.map_or(distance, |d| d.min(distance)));
+                        }
+                    }
+                }
+            }
+        }
+        // Related: posts of this worker co-engaged with the user's anchors.
+        if !context.anchors.is_empty() && s.related_k > 0 {
+            for (post_id, count) in serving.related.related(&context.anchors, s.related_k, |p| usable(p).is_some()) {
+                if let Some(post) = usable(post_id) {
+                    row!(post_id, post).related_count = Some(count);
+                }
+            }
+        }
+        // Fresh: the newest recommendable uploads still younger than the fresh age.
+        let mut newest: Vec<(i64, u64)> = Vec::new();
+        for uploads in serving.uploads.values() {
+            newest.extend(
+                uploads
+                    .iter()
+                    .rev()
+                    .take_while(|(ts, _)| (*ts as u64 / serving.tick_ms.max(1)) + serving.fresh_max_age > state_tick)
+                    .filter(|(_, p)| usable(*p).is_some())
+                    .take(s.fresh_k),
+            );
+        }
+        newest.sort_by(|a, b| b.cmp(a));
+        for (_, post_id) in newest.into_iter().take(s.fresh_k) {
+            if let Some(post) = usable(post_id) {
+                row!(post_id, post).fresh = true;
+            }
+        }
+        // Followed: recent posts of followed creators.
+        if !context.followed.is_empty() && s.followed_k > 0 {
+            let since = context.ts - serving.followed_max_age_ms;
+            let mut recent: Vec<(i64, u64)> = Vec::new();
+            for creator in &context.followed {
+                if let Some(posts) = serving.by_creator.get(creator) {
+                    recent.extend(
+                        posts
+                            .iter()
+                            .rev()
+                            .take_while(|(ts, _)| *ts > since)
+                            .filter(|(_, p)| usable(*p).is_some())
+                            .take(s.followed_k),
+                    );
+                }
+            }
+            recent.sort_by(|a, b| b.cmp(a));
+            for (_, post_id) in recent.into_iter().take(s.followed_k) {
+                if let Some(post) = usable(post_id) {
+                    row!(post_id, post).followed = true;
+                }
+            }
+        }
+        // Popular over the popular window.
+        for (post_id, _) in serving.popular.best().filter(|(p, _)| usable(*p).is_some()).take(s.popular_k) {
+            if let Some(post) = usable(post_id) {
+                row!(post_id, post).popular = true;
+            }
+        }
+        // Exploration: per logical shard, a deterministic sample of its newest uploads.
+        if s.explore_k > 0 {
+            for uploads in serving.uploads.values() {
+                let mut sample: Vec<(u64, u64)> = uploads
+                    .iter()
+                    .rev()
+                    .take(s.explore_scan)
+                    .filter(|(_, p)| usable(*p).is_some())
+                    .map(|(_, p)| (explore_key(context, *p), *p))
+                    .collect();
+                sample.sort_unstable();
+                for (key, post_id) in sample.into_iter().take(s.explore_k) {
+                    if let Some(post) = usable(post_id) {
+                        row!(post_id, post).explore_key = Some(key);
+                    }
+                }
+            }
+        }
+        // Trending: every young, engaged post; the pool (at the ranking stage) decides.
+        for (post_id, (_, count)) in serving.recent.iter() {
+            if count >= serving.min_count {
+                if let Some(post) = usable(post_id) {
+                    if post.upload_tick + serving.trending_max_age > state_tick {
+                        row!(post_id, post);
+                    }
+                }
+            }
+        }
+        Partial {
+            request: context.position,
+            user_id: context.user_id,
+            shard_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
+            rows: rows.into_values().collect(),
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The ranking stage at the user's worker: merge the shards' candidates, filter, score, build the page.
+//!
+//! Per request, in log order within a tick: rows from every worker are merged,
+//! posts served to the user within the seen window are dropped, each source
+//! keeps its global top-k (so the result does not depend on how posts are
+//! spread over workers), the survivors are scored in one batch by the ONNX
+//! ranker (or the linear fallback, marked in the response), safety and
+//! moderation demote softly, and the page is built by MMR with creator,
+//! category, exploration and trending rules. Trending-pool changes of a tick
+//! are applied after that tick's requests, so a request sees earlier ticks only.
+
+use crate::features::{fallback_score, features, Proposed, FEATURES, HEADS};
+use crate::model::TrendEntry;
+use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, Source};
+use feedflow_connectors::config::Config;
+use feedflow_connectors::event::Position;
+use feedflow_operators::hash::{mix64, FastMap};
+use feedflow_operators::onnx_scorer::{OnnxScorer, ScorerSettings};
+use feedflow_operators::rerank::{build_page, PageCandidate, PageRules, SlotKind};
+use feedflow_operators::tick_batch::TickBatch;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use timely::dataflow::StreamVec;
+
+/// What reaches the ranking stage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum RankInput {
+    /// A request's context (from the user's worker).
+    Request(Arc<RequestContext>),
+    /// One worker's candidates for a request.
+    Rows(Partial),
+    /// A change of the trending pool at a tick, addressed to one worker (every worker keeps the pool).
+    Trend(u64, String, TrendEntry, u64, isize),
+}
+
+/// How the ranker of one worker scores.
+pub enum Scorer {
+    /// The ONNX model.
+    Model(Box<OnnxScorer>),
+    /// The linear fallback, and why.
+    Fallback(String),
+}
+
+/// Counters of the ranking stage.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RankStats {
+    /// Responses produced.
+    pub responses: u64,
+    /// Responses scored by the fallback.
+    pub fallback: u64,
+    /// Model batches that failed (answered by the fallback).
+    pub model_errors: u64,
+    /// Shadow requests answered.
+    pub shadow: u64,
+    /// Service times (µs) of every request.
+    pub service_us: Vec<u32>,
+    /// Candidates ranked per request.
+    pub candidates: Vec<u32>,
+}
+
+impl RankStats {
+    /// Adds another worker's counters.
+    pub fn merge(&mut self, other: &RankStats) {
+        self.responses += other.responses;
+        self.fallback += other.fallback;
+        self.model_errors += other.model_errors;
+        self.shadow += other.shadow;
+        self.service_us.extend_from_slice(&other.service_us);
+        self.candidates.extend_from_slice(&other.candidates);
+    }
+
+    /// A percentile (0..=1) of the service times, in µs (0 without requests).
+    pub fn percentile_us(&self, q: f64) -> u32 {
+        let mut v = self.service_us.clone();
+        if v.is_empty() {
+            return 0;
+        }
+        v.sort_unstable();
+        v[((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize]
+    }
+
+    /// Mean number of candidates ranked per request.
+    pub fn mean_candidates(&self) -> f64 {
+        self.candidates.iter().map(|c| *c as f64).sum::<f64>() / self.candidates.len().max(1) as f64
+    }
+}
+
+/// The ranking state of one worker.
+pub struct Ranker {
+    config: Config,
+    scorer: Scorer,
+    /// Posts served per user with the time served.
+    served: FastMap<u64, FastMap<u64, i64>>,
+    /// The trending pool: post → (category, entry).
+    pool: BTreeMap<u64, (String, TrendEntry)>,
+    /// Counters.
+    pub stats: RankStats,
+}
+
+/// Opens the model of `config` for one worker, or says why the fallback will answer.
+pub fn open_scorer(config: &Config) -> Scorer {
+    let r = &config.ranking;
+    if r.model.as_os_str().is_empty() {
+        return Scorer::Fallback("no model configured (ranking.model is empty)".into());
+    }
+    let library = std::env::var_os("ORT_DYLIB_PATH").map(Into::into).unwrap_or_else(|| r.onnxruntime_lib.clone());
+    let settings = ScorerSettings {
+        library,
+        model: r.model.clone(),
+        metadata: r.metadata.clone(),
+        intra_threads: r.intra_threads,
+    };
+    match OnnxScorer::load(&settings, &FEATURES, &HEADS) {
+        Ok(s) => Scorer::Model(Box::new(s)),
+        Err(e) => Scorer::Fallback(e.to_string()),
+    }
+}
+
+impl Ranker {
+    /// A ranker with the given scorer.
+    pub fn new(config: &Config, scorer: Scorer) -> Self {
+        Self {
+            config: config.clone(),
+            scorer,
+            served: FastMap::default(),
+            pool: BTreeMap::new(),
+            stats: RankStats::default(),
+        }
+    }
+
+    /// The model id reported in responses.
+    pub fn model_id(&self) -> String {
+        match &self.scorer {
+            Scorer::Model(m) => m.model_id().to_string(),
+            Scorer::Fallback(_) => "fallback".into(),
+        }
+    }
+
+    /// Why the fallback answers, if it does.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        match &self.scorer {
+            Scorer::Model(_) => None,
+            Scorer::Fallback(why) => Some(why),
+        }
+    }
+
+    /// Handles one complete tick: the tick's requests, then its trending-pool changes.
+    pub fn apply_tick(&mut self, _tick: u64, batch: Vec<RankInput>, out: &mut Vec<Served>) {
+        let mut requests: Vec<Arc<RequestContext>> = Vec::new();
+        let mut rows: FastMap<Position, Vec<Partial>> = FastMap::default();
+        let mut trends = Vec::new();
+        for input in batch {
+            match input {
+                RankInput::Request(r) => requests.push(r),
+                RankInput::Rows(p) => rows.entry(p.request).or_default().push(p),
+                RankInput::Trend(_, category, entry, time, diff) => trends.push((time, category, entry, diff)),
+            }
+        }
+        requests.sort_by_key(|r| (r.ts, r.position));
+        for request in requests {
+            let partials = rows.remove(&request.position).unwrap_or_default();
+            out.push(self.answer(&request, partials));
+        }
+        trends.sort_by(|a, b| (a.0, &a.2, a.3).cmp(&(b.0, &b.2, b.3)));
+        for (_, category, entry, diff) in trends {
+            if diff > 0 {
+                self.pool.insert(entry.post_id, (category, entry));
+            } else if self.pool.get(&entry.post_id).is_some_and(|(_, e)| *e == entry) {
+                self.pool.remove(&entry.post_id);
+            }
+        }
+    }
+
+    /// Answers one request from the rows of every worker.
+    pub fn answer(&mut self, context: &RequestContext, partials: Vec<Partial>) -> Served {
+        let started = Instant::now();
+        let s = &self.config.serving;
+        let shard_us = partials.iter().map(|p| p.shard_us).max().unwrap_or(0);
+        let seen_since = context.ts - s.seen_window_ms as i64;
+        let served = self.served.entry(context.user_id).or_default();
+        served.retain(|_, t| *t > seen_since);
+        let mut rows: Vec<CandidateRow> = partials.into_iter().flat_map(|p| p.rows).collect();
+        rows.retain(|r| !served.contains_key(&r.post_id));
+        rows.sort_by_key(|r| r.post_id);
+
+        // Each source keeps its global top-k.
+        let mut proposed = vec![Proposed { best_rank: usize::MAX, ..Proposed::default() }; rows.len()];
+        let pick = |source: Source, mut order: Vec<usize>, k: usize, proposed: &mut Vec<Proposed>| {
+            order.truncate(k);
+            let slot = Source::ALL.iter().position(|x| *x == source).unwrap_or(0);
+            for (rank, i) in order.into_iter().enumerate() {
+                proposed[i].by[slot] = true;
+                proposed[i].best_rank = proposed[i].best_rank.min(rank);
+            }
+        };
+        let indices = |keep: &dyn Fn(&CandidateRow) -> bool| -> Vec<usize> {
+            (0..rows.len()).filter(|i| keep(&rows[*i])).collect()
+        };
+        let mut ann = indices(&|r| r.ann_distance.is_some());
+        ann.sort_by(|a, b| {
+            let (x, y) = (&rows[*a], &rows[*b]);
+            x.ann_distance
+                .unwrap_or(f32::MAX)
+                .total_cmp(&y.ann_distance.unwrap_or(f32::MAX))
+                .then(x.post_id.cmp(&y.post_id))
+        });
+        pick(Source::Ann, ann, s.ann_k, &mut proposed);
+        let mut related = indices(&|r| r.related_count.is_some());
+        related.sort_by_key(|i| (std::cmp::Reverse(rows[*i].related_count), rows[*i].post_id));
+        pick(Source::Related, related, s.related_k, &mut proposed);
+        let mut fresh = indices(&|r| r.fresh);
+        fresh.sort_by_key(|i| std::cmp::Reverse((rows[*i].upload_ts, rows[*i].post_id)));
+        pick(Source::Fresh, fresh, s.fresh_k, &mut proposed);
+        let mut followed = indices(&|r| r.followed);
+        followed.sort_by_key(|i| std::cmp::Reverse((rows[*i].upload_ts, rows[*i].post_id)));
+        pick(Source::Followed, followed, s.followed_k, &mut proposed);
+        let mut popular = indices(&|r| r.popular);
+        popular.sort_by_key(|i| (std::cmp::Reverse(rows[*i].popularity_milli), rows[*i].post_id));
+        pick(Source::Popular, popular, s.popular_k, &mut proposed);
+        let mut explore = indices(&|r| r.explore_key.is_some());
+        explore.sort_by_key(|i| (rows[*i].explore_key, rows[*i].post_id));
+        pick(Source::Explore, explore, s.explore_k, &mut proposed);
+        // Trending: the pool, weighted by the user's affinity to each post's category.
+        let mut trending: Vec<(f64, usize)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Some((category, entry)) = self.pool.get(&row.post_id) {
+                proposed[i].velocity_ratio = Some(entry.ratio.value());
+                trending.push((entry.ratio.value() * (0.5 + context.category_affinity(category)), i));
+            }
+        }
+        trending.sort_by(|a, b| b.0.total_cmp(&a.0).then(rows[a.1].post_id.cmp(&rows[b.1].post_id)));
+        pick(Source::Trending, trending.into_iter().map(|(_, i)| i).collect(), s.trending_k, &mut proposed);
+
+        let chosen: Vec<usize> = (0..rows.len()).filter(|i| proposed[*i].by.iter().any(|b| *b)).collect();
+        let width = FEATURES.len();
+        let mut matrix = vec![0.0f32; chosen.len() * width];
+        for (n, i) in chosen.iter().enumerate() {
+            features(context, &rows[*i], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
+        }
+
+        // Score: the model's heads combined with the configured weights, or the fallback.
+        let weights = self.config.ranking.heads.as_array();
+        let mut heads: Option<Vec<f32>> = None;
+        if let Scorer::Model(model) = &mut self.scorer {
+            match model.score(&matrix) {
+                Ok(h) if h.len() == chosen.len() * HEADS.len() && h.iter().all(|x| x.is_finite()) => heads = Some(h),
+                _ => self.stats.model_errors += 1,
+            }
+        }
+        let fallback = heads.is_none();
+        let r = &self.config.ranking;
+        let scores: Vec<f64> = chosen
+            .iter()
+            .enumerate()
+            .map(|(n, i)| {
+                let base = match &heads {
+                    Some(h) => h[n * HEADS.len()..(n + 1) * HEADS.len()]
+                        .iter()
+                        .zip(weights)
+                        .map(|(p, w)| *p as f64 * w)
+                        .sum::<f64>(),
+                    None => fallback_score(&matrix[n * width..(n + 1) * width]),
+                };
+                let row = &rows[*i];
+                base - r.safety_penalty * row.safety_max as f64 - if row.demoted { r.demote_penalty } else { 0.0 }
+            })
+            .collect();
+
+        // The page.
+        let rr = &self.config.rerank;
+        let categories: Vec<u64> =
+            chosen.iter().map(|i| feedflow_operators::hash::hash_bytes(rows[*i].category.as_bytes())).collect();
+        let candidates: Vec<PageCandidate<'_>> = chosen
+            .iter()
+            .enumerate()
+            .map(|(n, i)| PageCandidate {
+                score: scores[n],
+                author: rows[*i].creator_id,
+                group: categories[n],
+                embedding: &rows[*i].embedding,
+                explore: proposed[*i].by[6],
+                boosted: proposed[*i].by[3],
+            })
+            .collect();
+        let rules = PageRules {
+            page_size: context.k as usize,
+            mmr_lambda: rr.mmr_lambda,
+            max_per_author: rr.max_per_creator,
+            max_group_share: rr.max_category_share,
+            explore_share: rr.explore_share,
+            max_boosted: rr.trending_slots,
+        };
+        let page = build_page(&candidates, &rules);
+
+        let model = if fallback { "fallback".to_string() } else { self.model_id() };
+        let impression = impression_id(&context.request_id, context.user_id, context.ts, &context.position);
+        let mut items = Vec::with_capacity(page.len());
+        let mut logged = Vec::with_capacity(page.len());
+        let served = self.served.entry(context.user_id).or_default();
+        for (rank, placed) in page.iter().enumerate() {
+            let n = placed.candidate;
+            let i = chosen[n];
+            let row = &rows[i];
+            let source = match placed.slot {
+                SlotKind::Explore => Source::Explore,
+                SlotKind::Boosted => Source::Trending,
+                SlotKind::Regular => {
+                    Source::ALL.into_iter().zip(proposed[i].by).find(|(_, b)| *b).map_or(Source::Ann, |(s, _)| s)
+                }
+            };
+            let score = round6(scores[n]);
+            items.push(serde_json::json!({
+                "post_id": row.post_id,
+                "creator_id": row.creator_id,
+                "rank": rank + 1,
+                "score": score,
+                "source": source.name(),
+            }));
+            if !context.shadow {
+                served.insert(row.post_id, context.ts);
+                logged.push(serde_json::json!({
+                    "post_id": row.post_id,
+                    "rank": rank + 1,
+                    "source": source.name(),
+                    "features": &matrix[n * width..(n + 1) * width],
+                    "head_scores": heads.as_ref().map(|h| &h[n * HEADS.len()..(n + 1) * HEADS.len()]),
+                    "score": score,
+                }));
+            }
+        }
+        let degraded = fallback.then_some("ranker_fallback");
+        let response = serde_json::json!({
+            "request_id": context.request_id,
+            "user_id": context.user_id,
+            "ts": context.ts,
+            "impression_id": impression,
+            "items": items,
+            "model": model,
+            "degraded": degraded,
+        })
+        .to_string();
+        let impression_line = (!context.shadow).then(|| {
+            serde_json::json!({
+                "impression_id": impression,
+                "request_id": context.request_id,
+                "user_id": context.user_id,
+                "ts": context.ts,
+                "model": model,
+                "features": FEATURES,
+                "heads": HEADS,
+                "items": logged,
+            })
+            .to_string()
+        });
+        let rank_us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        let service_us = context.build_us.saturating_add(shard_us).saturating_add(rank_us);
+        self.stats.responses += 1;
+        self.stats.fallback += fallback as u64;
+        self.stats.shadow += context.shadow as u64;
+        self.stats.service_us.push(service_us);
+        self.stats.candidates.push(chosen.len() as u32);
+        Served {
+            ts: context.ts,
+            position: context.position,
+            response,
+            impression: impression_line,
+            fallback,
+            service_us,
+            candidates: chosen.len() as u32,
+        }
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 1e6).round() / 1e6
+    } else {
+        0.0
+    }
+}
+
+/// Routes requests, rows and pool changes to the user's worker (pool changes to every worker) and ranks there.
+pub fn rank_requests<'scope>(
+    inputs: StreamVec<'scope, u64, RankInput>,
+    ranker: Rc<RefCell<Ranker>>,
+) -> StreamVec<'scope, u64, Served> {
+    inputs.tick_batch_by(
+        "Rank",
+        |input: &RankInput| match input {
+            RankInput::Request(r) => mix64(r.user_id),
+            RankInput::Rows(p) => mix64(p.user_id),
+            RankInput::Trend(worker, ..) => *worker,
+        },
+        // A pool change at time t is seen by requests of later ticks: it is applied after the requests of t.
+        |input: &RankInput| match input {
+            RankInput::Trend(_, _, _, time, _) => *time,
+            _ => 0,
+        },
+        move |tick, batch, out| ranker.borrow_mut().apply_tick(tick, batch, out),
+    )
+}

@@ -1,0 +1,273 @@
+//! The user's worker: interest state, the user's profile, and requests turned into contexts.
+//!
+//! Inputs are routed by `hash(user_id)`: enriched engagements (fed back from
+//! the post registry one tick later, so that at tick `t` they hold exactly
+//! the engagements of ticks `< t`) and requests. Each complete tick first
+//! applies the engagements, then answers the tick's requests, so a request
+//! sees the events of earlier ticks only (DESIGN.md §1). Applying a positive
+//! engagement also emits co-engagement pairs with the user's recent positives
+//! (bounded per user) for the `related` counts.
+
+use crate::interest::Interests;
+use crate::model::Enriched;
+use crate::serving::RequestContext;
+use feedflow_connectors::config::Config;
+use feedflow_connectors::event::{EngagementKind, Event, EventBody};
+use feedflow_operators::hash::{mix64, FastMap};
+use feedflow_operators::tick_batch::TickBatch;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use timely::dataflow::StreamVec;
+
+/// What reaches the user's worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum UserInput {
+    /// An engagement joined with its post (arrives one tick after it took effect).
+    Engagement(Enriched),
+    /// A request event.
+    Request(Event),
+}
+
+impl UserInput {
+    fn user_id(&self) -> u64 {
+        match self {
+            UserInput::Engagement(e) => e.user_id,
+            UserInput::Request(Event { body: EventBody::Request(r), .. }) => r.user_id,
+            UserInput::Request(_) => 0,
+        }
+    }
+}
+
+/// One co-engagement: `item` was engaged positively near `anchor` by the same user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoPair {
+    /// Tick of the engagement that made the pair.
+    pub tick: u64,
+    /// The earlier (or later) positive.
+    pub anchor: u64,
+    /// The post counted as related to `anchor` (the pair lives at this post's shard).
+    pub item: u64,
+}
+
+/// What the user's worker produces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum UserOutput {
+    /// A request ready for the shards.
+    Context(Arc<RequestContext>),
+    /// A co-engagement pair.
+    Pair(CoPair),
+}
+
+/// A time-decayed number.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Decayed {
+    value: f64,
+    ts: i64,
+}
+
+impl Decayed {
+    fn at(&self, ts: i64, half_life_ms: u64) -> f64 {
+        let dt = (ts - self.ts).max(0) as f64;
+        self.value * (-(dt / half_life_ms.max(1) as f64) * std::f64::consts::LN_2).exp()
+    }
+
+    fn add(&mut self, ts: i64, weight: f64, half_life_ms: u64) {
+        let now = ts.max(self.ts);
+        self.value = self.at(now, half_life_ms) + weight;
+        self.ts = now;
+    }
+}
+
+/// What the engine remembers about a user beyond the interest vectors.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// Recent positive engagements, newest first: (time, post).
+    recent_positives: VecDeque<(i64, u64)>,
+    /// Last engagement time per post (pruned to the seen window).
+    engaged: FastMap<u64, i64>,
+    /// Posts the user hid or reported.
+    hidden_posts: BTreeSet<u64>,
+    /// Creators hidden until a time.
+    hidden_creators: FastMap<u64, i64>,
+    /// Creators followed.
+    followed: BTreeSet<u64>,
+    /// Decayed positive weight per category.
+    categories: FastMap<String, Decayed>,
+    /// Decayed signed weight per creator.
+    creators: FastMap<u64, Decayed>,
+}
+
+/// The user side of one worker: interests and profiles of the users it owns.
+pub struct Users {
+    /// Long-term vectors and session deltas.
+    pub interests: Interests,
+    /// Profiles by user.
+    pub profiles: FastMap<u64, Profile>,
+    half_life_ms: u64,
+    seen_window_ms: u64,
+    hide_creator_ms: u64,
+    related_window_ms: u64,
+    pairs_per_user: usize,
+    anchors: usize,
+}
+
+impl Users {
+    /// Empty state with the parameters of `config`.
+    pub fn new(config: &Config) -> Self {
+        let s = &config.serving;
+        Self {
+            interests: Interests::new(config),
+            profiles: FastMap::default(),
+            half_life_ms: config.interest.half_life_ms,
+            seen_window_ms: s.seen_window_ms,
+            hide_creator_ms: s.hide_creator_ms,
+            related_window_ms: s.related_window_ms,
+            pairs_per_user: s.related_pairs_per_user,
+            anchors: s.related_anchors,
+        }
+    }
+
+    /// Applies a tick's engagements (in a fixed order), then answers its requests (in log order).
+    pub fn apply_tick(&mut self, tick: u64, batch: Vec<UserInput>, out: &mut Vec<UserOutput>) {
+        let mut engagements = Vec::new();
+        let mut requests = Vec::new();
+        for input in batch {
+            match input {
+                UserInput::Engagement(e) => engagements.push(e),
+                UserInput::Request(r) => requests.push(r),
+            }
+        }
+        engagements.sort_by_key(Enriched::order_key);
+        for e in &engagements {
+            self.apply_profile(e, out);
+        }
+        self.interests.apply_tick(engagements);
+        requests.sort_by_key(|r| (r.ts, r.position));
+        for r in requests {
+            if let Some(context) = self.context(tick, &r) {
+                out.push(UserOutput::Context(Arc::new(context)));
+            }
+        }
+    }
+
+    fn apply_profile(&mut self, e: &Enriched, out: &mut Vec<UserOutput>) {
+        let keep = self.pairs_per_user.max(self.anchors);
+        let p = self.profiles.entry(e.user_id).or_default();
+        p.engaged.insert(e.post_id, e.ts);
+        match e.kind {
+            EngagementKind::Hide | EngagementKind::Report => {
+                p.hidden_posts.insert(e.post_id);
+                p.hidden_creators.insert(e.creator_id, e.ts.saturating_add(self.hide_creator_ms as i64));
+            }
+            EngagementKind::Follow => {
+                p.followed.insert(e.creator_id);
+            }
+            _ => {}
+        }
+        let weight = e.weight_milli as f64 / 1000.0;
+        if e.weight_milli != 0 {
+            p.creators.entry(e.creator_id).or_default().add(e.ts, weight, self.half_life_ms);
+        }
+        if e.weight_milli > 0 {
+            p.categories.entry(e.category.clone()).or_default().add(e.ts, weight, self.half_life_ms);
+            // Pairs with the user's earlier positives inside the related window, both ways.
+            let oldest = e.ts - self.related_window_ms as i64;
+            for &(_, q) in
+                p.recent_positives.iter().filter(|(ts, q)| *ts > oldest && *q != e.post_id).take(self.pairs_per_user)
+            {
+                out.push(UserOutput::Pair(CoPair { tick: e.tick, anchor: q, item: e.post_id }));
+                out.push(UserOutput::Pair(CoPair { tick: e.tick, anchor: e.post_id, item: q }));
+            }
+            p.recent_positives.retain(|(_, q)| *q != e.post_id);
+            p.recent_positives.push_front((e.ts, e.post_id));
+            p.recent_positives.truncate(keep);
+        }
+    }
+
+    /// The context of a request at `tick`, from the state of earlier ticks.
+    fn context(&mut self, tick: u64, event: &Event) -> Option<RequestContext> {
+        let EventBody::Request(r) = &event.body else { return None };
+        let started = Instant::now();
+        let ts = event.ts;
+        let vectors = self.interests.vectors_at(r.user_id, ts);
+        let (actions, positives) =
+            self.interests.users.get(&r.user_id).map(|u| (u.actions, u.positives)).unwrap_or((0, 0));
+        let to_f32 = |v: &[f64]| -> Vec<f32> {
+            if v.iter().all(|x| *x == 0.0) {
+                Vec::new()
+            } else {
+                v.iter().map(|x| *x as f32).collect()
+            }
+        };
+        let (query, long_term, session) = match &vectors {
+            Some(v) => (to_f32(&v.query), to_f32(&v.long_term), to_f32(&v.session)),
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        let mut context = RequestContext {
+            tick,
+            ts,
+            position: event.position,
+            request_id: r.request_id.clone(),
+            user_id: r.user_id,
+            k: r.k,
+            device: r.device.clone(),
+            shadow: r.shadow,
+            query,
+            long_term,
+            session,
+            anchors: Vec::new(),
+            excluded: Vec::new(),
+            hidden_creators: Vec::new(),
+            followed: Vec::new(),
+            category_affinity: Vec::new(),
+            creator_affinity: Vec::new(),
+            actions,
+            positives,
+            build_us: 0,
+        };
+        if let Some(p) = self.profiles.get_mut(&r.user_id) {
+            let seen_since = ts - self.seen_window_ms as i64;
+            p.engaged.retain(|_, t| *t > seen_since);
+            p.hidden_creators.retain(|_, until| *until > ts);
+            let mut excluded: Vec<u64> = p.engaged.keys().copied().chain(p.hidden_posts.iter().copied()).collect();
+            excluded.sort_unstable();
+            excluded.dedup();
+            context.excluded = excluded;
+            let mut hidden: Vec<u64> = p.hidden_creators.keys().copied().collect();
+            hidden.sort_unstable();
+            context.hidden_creators = hidden;
+            context.followed = p.followed.iter().copied().collect();
+            context.anchors = p.recent_positives.iter().take(self.anchors).map(|(_, q)| *q).collect();
+            let total: f64 = p.categories.values().map(|d| d.at(ts, self.half_life_ms)).sum();
+            let mut categories: Vec<(String, f64)> = p
+                .categories
+                .iter()
+                .map(|(c, d)| (c.clone(), if total > 0.0 { d.at(ts, self.half_life_ms) / total } else { 0.0 }))
+                .collect();
+            categories.sort_by(|a, b| a.0.cmp(&b.0));
+            context.category_affinity = categories;
+            let mut creators: Vec<(u64, f64)> =
+                p.creators.iter().map(|(c, d)| (*c, d.at(ts, self.half_life_ms))).collect();
+            creators.sort_by_key(|(c, _)| *c);
+            context.creator_affinity = creators;
+        }
+        context.build_us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        Some(context)
+    }
+}
+
+/// Routes engagements and requests to the user's worker and runs [`Users::apply_tick`] there.
+pub fn user_front<'scope>(
+    inputs: StreamVec<'scope, u64, UserInput>,
+    state: Rc<RefCell<Users>>,
+) -> StreamVec<'scope, u64, UserOutput> {
+    inputs.tick_batch(
+        "UserFront",
+        |input: &UserInput| mix64(input.user_id()),
+        move |tick, batch, out| state.borrow_mut().apply_tick(tick, batch, out),
+    )
+}
