@@ -4,8 +4,11 @@
 //! with a shadow request placed just before the user's first engagement with
 //! that post (usually the view that led to the like): the request's tick sees
 //! only earlier ticks, so the answer cannot know what follows. Shadow requests
-//! leave no trace (not remembered as served, no impressions), so the engine's
-//! real answers are unchanged. The report compares the engine with a
+//! leave no trace (not remembered as served, no impressions). The log's own
+//! requests are left out: a page served to the user earlier would hide its
+//! posts from later pages for 24 h, so a model that predicted a session well
+//! at its start would be counted as missing it later; without them the
+//! engine, the baseline and the oracle face the same candidates. The report compares the engine with a
 //! popularity baseline (top weighted engagement over the popular window, same
 //! filters) and, on generated logs, the oracle that ranks every eligible post
 //! by the generator's true engagement probability.
@@ -185,8 +188,12 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
         let mut out = BufWriter::new(std::fs::File::create(&augmented)?);
         let mut next = 0usize;
         let mut ts_of: HashMap<usize, i64> = HashMap::new();
+        let mut requests: HashSet<usize> = HashSet::new();
         for (i, e) in &events {
             ts_of.insert(*i, e.ts);
+            if matches!(e.body, EventBody::Request(_)) {
+                requests.insert(*i);
+            }
         }
         let mut last_ts = i64::MIN;
         for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
@@ -203,8 +210,10 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
                 )?;
                 next += 1;
             }
-            out.write_all(&line)?;
-            out.write_all(b"\n")?;
+            if !requests.contains(&i) {
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+            }
         }
         while next < points.len() {
             let p = &points[next];

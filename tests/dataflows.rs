@@ -51,7 +51,7 @@ fn check_world(seed: u64) {
     let two = replay(&config, &world.log, &out2, 2);
 
     // 1 and 2 workers: byte-identical outputs and equal final state.
-    for file in ["trending.jsonl", "dlq.jsonl"] {
+    for file in ["trending.jsonl", "dlq.jsonl", "responses.jsonl", "impressions.jsonl"] {
         assert_eq!(
             std::fs::read(out1.join(file)).unwrap(),
             std::fs::read(out2.join(file)).unwrap(),

@@ -72,7 +72,8 @@ pub fn features(context: &RequestContext, row: &CandidateRow, proposed: &Propose
         flag(Source::Followed) as f64,
         flag(Source::Popular) as f64,
         flag(Source::Explore) as f64,
-        (row.related_count.unwrap_or(0).max(0) as f64).ln_1p(),
+        // Only when `related` kept it: a shard may report counts beyond the global top-k.
+        (flag(Source::Related) as f64) * (row.related_count.unwrap_or(0).max(0) as f64).ln_1p(),
         (row.popularity_milli.max(0) as f64 / 1000.0).ln_1p(),
         (row.recent_milli.max(0) as f64 / 1000.0).ln_1p(),
         proposed.velocity_ratio.map_or(0.0, |r| r.max(0.0).ln_1p()),

@@ -184,8 +184,10 @@ impl Ranker {
         let served = self.served.entry(context.user_id).or_default();
         served.retain(|_, t| *t > seen_since);
         let mut rows: Vec<CandidateRow> = partials.into_iter().flat_map(|p| p.rows).collect();
-        rows.retain(|r| !served.contains_key(&r.post_id));
         rows.sort_by_key(|r| r.post_id);
+        // Served posts are dropped after each source's global top-k is taken: every worker's
+        // top-k is taken before this filter too, so the result is the same for any worker count.
+        let unseen: Vec<bool> = rows.iter().map(|r| !served.contains_key(&r.post_id)).collect();
 
         // Each source keeps its global top-k.
         let mut proposed = vec![Proposed { best_rank: usize::MAX, ..Proposed::default() }; rows.len()];
@@ -235,7 +237,7 @@ impl Ranker {
         trending.sort_by(|a, b| b.0.total_cmp(&a.0).then(rows[a.1].post_id.cmp(&rows[b.1].post_id)));
         pick(Source::Trending, trending.into_iter().map(|(_, i)| i).collect(), s.trending_k, &mut proposed);
 
-        let chosen: Vec<usize> = (0..rows.len()).filter(|i| proposed[*i].by.iter().any(|b| *b)).collect();
+        let chosen: Vec<usize> = (0..rows.len()).filter(|i| unseen[*i] && proposed[*i].by.iter().any(|b| *b)).collect();
         let width = FEATURES.len();
         let mut matrix = vec![0.0f32; chosen.len() * width];
         for (n, i) in chosen.iter().enumerate() {
@@ -270,7 +272,17 @@ impl Ranker {
             })
             .collect();
 
-        // The page.
+        // The page. MMR weighs relevance by rank, exp(−rank / k), not by raw score:
+        // heads and the fallback have different, often skewed, scales; a min-max
+        // rescaling (or a percentile over hundreds of candidates) would leave the
+        // top of the ranking nearly tied and let similarity decide alone. On this
+        // scale λ = 0.7 trades a few places of rank for real variety.
+        let mut by_score: Vec<usize> = (0..scores.len()).collect();
+        by_score.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
+        let mut relevance = vec![0.0f64; scores.len()];
+        for (rank, n) in by_score.iter().enumerate() {
+            relevance[*n] = (-(rank as f64) / (context.k.max(1) as f64)).exp();
+        }
         let rr = &self.config.rerank;
         let categories: Vec<u64> =
             chosen.iter().map(|i| feedflow_operators::hash::hash_bytes(rows[*i].category.as_bytes())).collect();
@@ -278,7 +290,7 @@ impl Ranker {
             .iter()
             .enumerate()
             .map(|(n, i)| PageCandidate {
-                score: scores[n],
+                score: relevance[n],
                 author: rows[*i].creator_id,
                 group: categories[n],
                 embedding: &rows[*i].embedding,
