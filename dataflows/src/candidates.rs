@@ -211,7 +211,8 @@ impl Registry {
         }
 
         // ANN over each logical shard of this worker.
-        if !context.query.is_empty() && s.ann_k > 0 {
+        // A cold-start user (no positive engagement yet) gets popular, trending, fresh and exploration only.
+        if !context.cold_start() && !context.query.is_empty() && s.ann_k > 0 {
             for shard in self.shards.values() {
                 let filter = |key: u64| usable(key).is_some();
                 if let Ok(hits) = shard.filtered_search(&context.query, s.ann_k, filter) {

@@ -309,7 +309,7 @@ impl Ranker {
         let page = build_page(&candidates, &rules);
 
         let model = if fallback { "fallback".to_string() } else { self.model_id() };
-        let impression = impression_id(&context.request_id, context.user_id, context.ts, &context.position);
+        let impression = impression_id(&context.request_id, context.user_id, context.ts);
         let mut items = Vec::with_capacity(page.len());
         let mut logged = Vec::with_capacity(page.len());
         let served = self.served.entry(context.user_id).or_default();

@@ -210,15 +210,11 @@ pub struct Served {
     pub candidates: u32,
 }
 
-/// A request's deterministic impression id.
-pub fn impression_id(request_id: &str, user_id: u64, ts: i64, position: &Position) -> String {
+/// A request's deterministic impression id: a hash of what the request says (not of where it was read,
+/// so a log and the same events from Kafka give the same ids).
+pub fn impression_id(request_id: &str, user_id: u64, ts: i64) -> String {
     use feedflow_operators::hash::{hash_bytes, mix64};
-    let h = mix64(
-        hash_bytes(request_id.as_bytes())
-            ^ mix64(user_id)
-            ^ mix64(ts as u64).rotate_left(17)
-            ^ mix64(position.offset ^ ((position.partition as u64) << 40) ^ ((position.source as u64) << 56)),
-    );
+    let h = mix64(hash_bytes(request_id.as_bytes()) ^ mix64(user_id) ^ mix64(ts as u64).rotate_left(17));
     format!("imp-{h:016x}")
 }
 
