@@ -392,3 +392,38 @@ fn ann_recall_against_exact_search_on_the_same_shard() {
     println!("ANN recall@{k} with a filter, 20k vectors, index settings of the config: {recall:.4}");
     assert!(recall >= 0.9, "recall@{k} = {recall:.4}");
 }
+
+#[test]
+fn eval_beats_the_popularity_baseline_on_a_generated_world() {
+    // The catalogue of the embedded default's world (6,000 posts), fewer users and hours.
+    let world = common::world(feedflow::gen::GenOptions {
+        seed: 8,
+        users: 1000,
+        posts: 6000,
+        hours: 3.0,
+        ..feedflow::gen::GenOptions::default()
+    });
+    let config = Config {
+        ranking: feedflow::connectors::config::RankingConfig {
+            model: Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ranker.onnx"),
+            metadata: Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ranker.json"),
+            onnxruntime_lib: Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/libonnxruntime.so"),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let options = feedflow::eval::EvalOptions {
+        log: world.log.clone(),
+        out: world.dir.path().join("eval"),
+        workers: 2,
+        sample: 1000,
+        k: 50,
+    };
+    let report = feedflow::eval::evaluate(&config, &options).unwrap();
+    println!("{}", feedflow::eval::table(&report));
+    let hr = |system: &str| report["systems"][system]["hr@10"].as_f64().unwrap();
+    assert!(report["model"].as_str().unwrap().starts_with("ranker@"), "evaluated with the model");
+    assert!(hr("engine") >= 2.0 * hr("popularity"), "engine {} vs popularity {}", hr("engine"), hr("popularity"));
+    assert!(hr("oracle") > hr("popularity"));
+    assert!(options.out.join("eval.json").exists());
+}

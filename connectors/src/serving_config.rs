@@ -164,7 +164,7 @@ fn default_explore_k() -> usize {
     50
 }
 fn default_explore_scan() -> usize {
-    5_000
+    2_000
 }
 fn default_seen_window_ms() -> u64 {
     86_400_000

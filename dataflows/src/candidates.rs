@@ -280,21 +280,35 @@ impl Registry {
                 row!(post_id, post).popular = true;
             }
         }
-        // Exploration: per logical shard, a deterministic sample of its newest uploads.
+        // Exploration: per logical shard, a deterministic sample of its newest uploads. Keys are
+        // drawn for all of them; only the smallest few are checked against the filters.
         if s.explore_k > 0 {
+            let mut sample: Vec<(u64, u64)> = Vec::with_capacity(s.explore_scan.min(65_536));
             for uploads in serving.uploads.values() {
-                let mut sample: Vec<(u64, u64)> = uploads
-                    .iter()
-                    .rev()
-                    .take(s.explore_scan)
-                    .filter(|(_, p)| usable(*p).is_some())
-                    .map(|(_, p)| (explore_key(context, *p), *p))
-                    .collect();
-                sample.sort_unstable();
-                for (key, post_id) in sample.into_iter().take(s.explore_k) {
-                    if let Some(post) = usable(post_id) {
-                        row!(post_id, post).explore_key = Some(key);
+                sample.clear();
+                sample.extend(uploads.iter().rev().take(s.explore_scan).map(|(_, p)| (explore_key(context, *p), *p)));
+                let mut shortlist = (2 * s.explore_k).min(sample.len());
+                loop {
+                    if shortlist < sample.len() {
+                        sample.select_nth_unstable(shortlist);
                     }
+                    sample[..shortlist].sort_unstable();
+                    let picked: Vec<u64> = sample[..shortlist]
+                        .iter()
+                        .map(|(_, p)| *p)
+                        .filter(|p| usable(*p).is_some())
+                        .take(s.explore_k)
+                        .collect();
+                    if picked.len() == s.explore_k || shortlist == sample.len() {
+                        for post_id in picked {
+                            if let Some(post) = usable(post_id) {
+                                let key = explore_key(context, post_id);
+                                row!(post_id, post).explore_key = Some(key);
+                            }
+                        }
+                        break;
+                    }
+                    shortlist = (shortlist * 4).min(sample.len());
                 }
             }
         }

@@ -141,7 +141,7 @@ impl fmt::Display for Summary {
         let r = &c.rank;
         write!(
             f,
-            "  requests  {} answered ({} shadow), ranked by {}{}; service time P50 {} µs, P99 {} µs; {:.0} candidates per request",
+            "  requests  {} answered ({} shadow), ranked by {}{}; service time P50 {} µs, P99 {} µs, P99.9 {} µs; {:.0} candidates per request",
             r.responses,
             r.shadow,
             c.model,
@@ -152,6 +152,7 @@ impl fmt::Display for Summary {
             },
             r.percentile_us(0.50),
             r.percentile_us(0.99),
+            r.percentile_us(0.999),
             r.mean_candidates(),
         )
     }

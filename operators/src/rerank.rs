@@ -205,7 +205,7 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
     let plan = rules.slot_plan(candidates.len());
     let relevance = relevances(candidates);
     let norms: Vec<f64> = candidates.iter().map(|c| norm(c.embedding)).collect();
-    let mut caps = PageCaps::new(rules.max_per_author, rules.group_cap());
+    let mut caps = PageCaps::new(candidates, rules.max_per_author, rules.group_cap());
     let mut placed = vec![false; candidates.len()];
     // Largest similarity to the items on the page; meaningful for unplaced candidates once the page is non-empty.
     let mut max_similarity = vec![0.0f64; candidates.len()];
@@ -213,7 +213,7 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
     let mut page = Vec::with_capacity(plan.len());
 
     for &planned in &plan {
-        let eligible = |i: usize| !placed[i] && caps.admits(&candidates[i]);
+        let eligible = |i: usize| !placed[i] && caps.admits(i);
         let flagged = |c: &PageCandidate<'_>| match planned {
             SlotKind::Explore => c.explore,
             SlotKind::Boosted => c.boosted,
@@ -237,7 +237,7 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
         };
 
         placed[chosen] = true;
-        caps.record(&candidates[chosen]);
+        caps.record(chosen);
         let first_on_page = page.is_empty();
         page.push(Placement { candidate: chosen, slot });
         if page.len() == plan.len() {
@@ -256,27 +256,41 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
 }
 
 /// Per-author and per-group counts of the page so far, against their caps.
+/// Authors and groups are numbered densely once, so a check is two array reads.
 struct PageCaps {
     max_per_author: usize,
     max_per_group: usize,
-    authors: FastMap<u64, usize>,
-    groups: FastMap<u64, usize>,
+    author_of: Vec<usize>,
+    group_of: Vec<usize>,
+    authors: Vec<usize>,
+    groups: Vec<usize>,
 }
 
 impl PageCaps {
-    fn new(max_per_author: usize, max_per_group: usize) -> Self {
-        Self { max_per_author, max_per_group, authors: FastMap::default(), groups: FastMap::default() }
+    fn new(candidates: &[PageCandidate<'_>], max_per_author: usize, max_per_group: usize) -> Self {
+        let dense = |key: fn(&PageCandidate<'_>) -> u64| -> (Vec<usize>, usize) {
+            let mut numbers: FastMap<u64, usize> = FastMap::default();
+            let of = candidates
+                .iter()
+                .map(|c| {
+                    let next = numbers.len();
+                    *numbers.entry(key(c)).or_insert(next)
+                })
+                .collect();
+            (of, numbers.len())
+        };
+        let (author_of, authors) = dense(|c| c.author);
+        let (group_of, groups) = dense(|c| c.group);
+        Self { max_per_author, max_per_group, author_of, group_of, authors: vec![0; authors], groups: vec![0; groups] }
     }
 
-    fn admits(&self, candidate: &PageCandidate<'_>) -> bool {
-        let count = |counts: &FastMap<u64, usize>, key| counts.get(&key).copied().unwrap_or(0);
-        count(&self.authors, candidate.author) < self.max_per_author
-            && count(&self.groups, candidate.group) < self.max_per_group
+    fn admits(&self, i: usize) -> bool {
+        self.authors[self.author_of[i]] < self.max_per_author && self.groups[self.group_of[i]] < self.max_per_group
     }
 
-    fn record(&mut self, candidate: &PageCandidate<'_>) {
-        *self.authors.entry(candidate.author).or_insert(0) += 1;
-        *self.groups.entry(candidate.group).or_insert(0) += 1;
+    fn record(&mut self, i: usize) {
+        self.authors[self.author_of[i]] += 1;
+        self.groups[self.group_of[i]] += 1;
     }
 }
 
