@@ -117,7 +117,7 @@ impl LogState {
         self.public.contains(&post)
             && !self.blocked.contains(&post)
             && self.creators.get(&post) != Some(&user)
-            && !self.engaged.get(&user).and_then(|m| m.get(&post)).is_some_and(|t| ts - t < seen_ms)
+            && self.engaged.get(&user).and_then(|m| m.get(&post)).is_none_or(|t| ts - t >= seen_ms)
     }
 }
 
@@ -133,6 +133,14 @@ fn read_events(log: &Path, config: &Config) -> Result<Vec<(usize, feedflow_conne
         }
     }
     Ok(events)
+}
+
+/// The shadow request of evaluation point number `n`.
+fn shadow_request(point: &Point, n: usize, k: usize) -> String {
+    format!(
+        "{{\"type\":\"request\",\"ts\":{},\"request_id\":\"eval-{n}\",\"user_id\":{},\"k\":{k},\"shadow\":true}}",
+        point.ts, point.user
+    )
 }
 
 fn is_positive(kind: EngagementKind) -> bool {
@@ -202,12 +210,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
                 last_ts = *ts;
             }
             while next < points.len() && points[next].ts <= last_ts {
-                let p = &points[next];
-                writeln!(
-                    out,
-                    "{{\"type\":\"request\",\"ts\":{},\"request_id\":\"eval-{}\",\"user_id\":{},\"k\":{},\"shadow\":true}}",
-                    p.ts, next, p.user, options.k
-                )?;
+                writeln!(out, "{}", shadow_request(&points[next], next, options.k))?;
                 next += 1;
             }
             if !requests.contains(&i) {
@@ -216,12 +219,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
             }
         }
         while next < points.len() {
-            let p = &points[next];
-            writeln!(
-                out,
-                "{{\"type\":\"request\",\"ts\":{},\"request_id\":\"eval-{}\",\"user_id\":{},\"k\":{},\"shadow\":true}}",
-                p.ts, next, p.user, options.k
-            )?;
+            writeln!(out, "{}", shadow_request(&points[next], next, options.k))?;
             next += 1;
         }
         out.flush()?;

@@ -174,7 +174,7 @@ fn new_row(serving: &ShardServing, post_id: u64, post: &PostState, state_tick: u
         popularity_milli,
         recent_milli,
         recent_count,
-        safety_max: safety.nudity.max(safety.violence).max(safety.hate).max(safety.borderline) as f32,
+        safety_max: safety.nudity.max(safety.violence).max(safety.hate).max(safety.borderline),
         demoted: post.demoted,
         ann_distance: None,
         related_count: None,
