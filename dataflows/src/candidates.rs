@@ -160,7 +160,7 @@ impl ShardServing {
 }
 
 /// A row for a post, with its engagement figures and no source yet.
-fn new_row(serving: &ShardServing, post_id: u64, post: &PostState, state_tick: u64) -> CandidateRow {
+fn new_row(serving: &ShardServing, post_id: u64, post: &PostState) -> CandidateRow {
     let (popularity_milli, _) = serving.popular.get(post_id);
     let (recent_milli, recent_count) = serving.recent.get(post_id);
     let safety = &post.safety;
@@ -182,8 +182,6 @@ fn new_row(serving: &ShardServing, post_id: u64, post: &PostState, state_tick: u
         followed: false,
         popular: false,
         explore_key: None,
-        trending_eligible: recent_count >= serving.min_count
-            && post.upload_tick + serving.trending_max_age > state_tick,
     }
 }
 
@@ -206,7 +204,7 @@ impl Registry {
         };
         macro_rules! row {
             ($post_id:expr, $post:expr) => {
-                rows.entry($post_id).or_insert_with(|| new_row(serving, $post_id, $post, state_tick))
+                rows.entry($post_id).or_insert_with(|| new_row(serving, $post_id, $post))
             };
         }
 
@@ -275,10 +273,10 @@ impl Registry {
             }
         }
         // Popular over the popular window.
-        for (post_id, _) in serving.popular.best().filter(|(p, _)| usable(*p).is_some()).take(s.popular_k) {
-            if let Some(post) = usable(post_id) {
-                row!(post_id, post).popular = true;
-            }
+        for (post_id, post) in
+            serving.popular.best().filter_map(|(p, _)| usable(p).map(|post| (p, post))).take(s.popular_k)
+        {
+            row!(post_id, post).popular = true;
         }
         // Exploration: per logical shard, a deterministic sample of its newest uploads. Keys are
         // drawn for all of them; only the smallest few are checked against the filters.
@@ -293,18 +291,14 @@ impl Registry {
                         sample.select_nth_unstable(shortlist);
                     }
                     sample[..shortlist].sort_unstable();
-                    let picked: Vec<u64> = sample[..shortlist]
+                    let picked: Vec<(u64, u64, &PostState)> = sample[..shortlist]
                         .iter()
-                        .map(|(_, p)| *p)
-                        .filter(|p| usable(*p).is_some())
+                        .filter_map(|&(key, p)| usable(p).map(|post| (key, p, post)))
                         .take(s.explore_k)
                         .collect();
                     if picked.len() == s.explore_k || shortlist == sample.len() {
-                        for post_id in picked {
-                            if let Some(post) = usable(post_id) {
-                                let key = explore_key(context, post_id);
-                                row!(post_id, post).explore_key = Some(key);
-                            }
+                        for (key, post_id, post) in picked {
+                            row!(post_id, post).explore_key = Some(key);
                         }
                         break;
                     }

@@ -4,7 +4,7 @@
 //! 1. the user's worker ([`crate::users`]) turns a request into a [`RequestContext`]
 //!    (vectors, recent positives, what to exclude, affinities), as of the end of the previous tick;
 //! 2. every worker's post registry ([`crate::candidates`]) answers it from its shards with
-//!    hydrated [`CandidateRow`]s (ANN, related, fresh, followed, popular, explore, trending-eligible);
+//!    hydrated [`CandidateRow`]s (ANN, related, fresh, followed, popular, explore, and young engaged posts the trending pool may hold);
 //! 3. the user's worker again ([`crate::rank`]) merges the rows, filters, scores them with the
 //!    ranker and builds the page.
 
@@ -174,8 +174,6 @@ pub struct CandidateRow {
     pub popular: bool,
     /// Explore: the sampling key (smaller is picked first).
     pub explore_key: Option<u64>,
-    /// Young and engaged enough to be in the trending pool (the pool itself decides).
-    pub trending_eligible: bool,
 }
 
 /// One worker's answer to one request.
