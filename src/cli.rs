@@ -1,16 +1,23 @@
-//! The command line of DESIGN.md: `run`, `gen` and `eval` (the Kafka commands arrive with live mode).
+//! The command line of DESIGN.md: `run`, `gen`, `eval`, and the Kafka tools `replay`, `record`, `tail`, `topics`.
 
 use crate::eval::{evaluate, table, EvalOptions};
 use crate::gen::{generate, GenOptions};
+use crate::kafka_tools;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use feedflow_connectors::config::Config;
-use feedflow_dataflows::{run_file, RunOptions};
+use feedflow_connectors::config::{Config, SourceKind};
+use feedflow_dataflows::metrics::{serve, Metrics};
+use feedflow_dataflows::{run_file, run_live, LiveControl, RunOptions, RunReport};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The embedded default configuration (`config/local.toml`).
 pub const EMBEDDED_CONFIG: &str = include_str!("../config/local.toml");
+/// The embedded default of the Kafka-facing commands (`config/kafka.toml`).
+pub const EMBEDDED_KAFKA_CONFIG: &str = include_str!("../config/kafka.toml");
 
 #[derive(Parser, Debug)]
 #[command(name = "feedflow", version, about = "Real-time recommendations on timely/differential dataflow")]
@@ -27,6 +34,95 @@ enum Command {
     Gen(GenArgs),
     /// Prequential evaluation: shadow requests before each sampled positive engagement.
     Eval(EvalArgs),
+    /// Produce a recorded log into the input topics (uploads, engagements, requests).
+    Replay(ReplayArgs),
+    /// Capture a topic to a JSONL file, from its start to its current end.
+    Record(RecordArgs),
+    /// Follow a topic and pretty-print its messages.
+    Tail(TailArgs),
+    /// Manage the topics of the config.
+    Topics(TopicsArgs),
+}
+
+/// The config and broker of a Kafka-facing command.
+#[derive(Args, Debug)]
+struct KafkaArgs {
+    /// Configuration file (default: the embedded config/kafka.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Bootstrap servers HOST:PORT[,…], overriding the config's `kafka.bootstrap_servers`.
+    #[arg(long)]
+    brokers: Option<String>,
+}
+
+impl KafkaArgs {
+    fn load(&self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::from_toml_str(EMBEDDED_KAFKA_CONFIG, "embedded config/kafka.toml")?,
+        };
+        if let Some(b) = &self.brokers {
+            config.kafka.bootstrap_servers = b.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// The JSONL log to produce.
+    log: PathBuf,
+    /// Destination (only `kafka`).
+    #[arg(long, default_value = "kafka")]
+    to: String,
+    /// Pace: 0 as fast as possible, N times real time (by the events' `ts`).
+    #[arg(long, default_value_t = 0.0)]
+    speed: f64,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+#[derive(Args, Debug)]
+struct RecordArgs {
+    /// Topic: a role of the config (responses, trending, impressions, dlq, uploads, …) or a topic name.
+    topic: String,
+    /// Output JSONL file, one message per line.
+    #[arg(long)]
+    out: PathBuf,
+    /// Keep recording new messages until interrupted.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+#[derive(Args, Debug)]
+struct TailArgs {
+    /// Topic: a role of the config (responses, trending, …) or a topic name.
+    topic: String,
+    /// Show only messages whose `user_id` is this.
+    #[arg(long)]
+    user: Option<u64>,
+    /// Start from the oldest message instead of the end.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    max: Option<u64>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+#[derive(Args, Debug)]
+struct TopicsArgs {
+    #[command(subcommand)]
+    action: TopicsAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicsAction {
+    /// Create every topic of the config (existing ones are left as they are).
+    Create(KafkaArgs),
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +190,12 @@ struct RunArgs {
     speed: Option<f64>,
     #[command(flatten)]
     model: ModelArgs,
+    /// Live mode: bootstrap servers HOST:PORT[,…], overriding `kafka.bootstrap_servers`.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Live mode: stop once every input partition has been idle this many ms (drain the topics and exit).
+    #[arg(long)]
+    exit_when_idle_ms: Option<u64>,
     /// Timely: worker threads per process (multi-process runs).
     #[arg(short = 'w')]
     timely_workers: Option<usize>,
@@ -161,9 +263,76 @@ fn timely_args(a: &RunArgs) -> Result<Vec<String>> {
     Ok(args)
 }
 
+/// Stops `flag` on the first SIGINT or SIGTERM; a second one exits at once.
+fn stop_on_signal(flag: Arc<AtomicBool>, what: &'static str) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(async move {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                return;
+            };
+            for n in 0.. {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                if n > 0 {
+                    eprintln!("[feedflow] second signal: exiting now");
+                    std::process::exit(130);
+                }
+                eprintln!("[feedflow] stopping: {what} (a second signal exits at once)");
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+    });
+}
+
+fn print_report(report: &RunReport) {
+    println!("{}", report.summary);
+}
+
+fn run_kafka(a: &RunArgs, mut config: Config) -> Result<()> {
+    if let Some(b) = &a.brokers {
+        config.kafka.bootstrap_servers = b.clone();
+    }
+    let workers = a.workers.unwrap_or(config.engine.workers);
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    stop_on_signal(shutdown.clone(), "no more input is read; answering what was read and flushing the outputs");
+    let metrics = Metrics::new();
+    if config.metrics.enabled {
+        let bound = serve(metrics.clone(), &config.metrics.address)
+            .with_context(|| format!("serving metrics on {}", config.metrics.address))?;
+        eprintln!("[feedflow] metrics on http://{bound}/metrics");
+    }
+    let control = LiveControl { shutdown, exit_when_idle: a.exit_when_idle_ms.map(Duration::from_millis), metrics };
+    let options = RunOptions {
+        out_dir: None,
+        progress: true,
+        timely_args: timely_args(a)?,
+        ..RunOptions::new(Path::new(""), workers)
+    };
+    let settings: Vec<String> = config.kafka.redacted_settings().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!("[feedflow] live mode on {} worker(s); client settings: {}", workers, settings.join(" "));
+    let report = run_live(&config, &options, control)?;
+    print_report(&report);
+    Ok(())
+}
+
 fn run(a: RunArgs) -> Result<()> {
     let mut config = load_config(a.config.as_deref())?;
     a.model.apply(&mut config);
+    if config.input.source == SourceKind::Kafka {
+        if a.log.is_some() || a.speed.is_some() {
+            bail!("--log and --speed are for file mode; this config reads Kafka (input.source = \"kafka\")");
+        }
+        return run_kafka(&a, config);
+    }
+    if a.brokers.is_some() || a.exit_when_idle_ms.is_some() {
+        bail!("--brokers and --exit-when-idle-ms are for live mode (input.source = \"kafka\", e.g. config/kafka.toml)");
+    }
     let log = a.log.clone().unwrap_or_else(|| config.input.log.clone());
     if !log.exists() {
         match (&config.input.generate_if_missing, &a.log) {
@@ -199,7 +368,7 @@ fn run(a: RunArgs) -> Result<()> {
     };
     eprintln!("[feedflow] replaying {} on {} worker(s) into {}/", log.display(), workers, out.display());
     let report = run_file(&config, &options)?;
-    println!("{}", report.summary);
+    print_report(&report);
     let d = out.display();
     println!("  outputs   {d}/responses.jsonl, {d}/impressions.jsonl, {d}/trending.jsonl, {d}/dlq.jsonl");
     Ok(())
@@ -249,6 +418,34 @@ fn gen(a: GenArgs) -> Result<()> {
     Ok(())
 }
 
+fn replay(a: ReplayArgs) -> Result<()> {
+    if a.to != "kafka" {
+        bail!("--to must be kafka");
+    }
+    if !(a.speed >= 0.0 && a.speed.is_finite()) {
+        bail!("--speed must be a finite number ≥ 0");
+    }
+    let config = a.kafka.load()?;
+    kafka_tools::replay(&config, &a.log, a.speed, true)
+}
+
+fn record(a: RecordArgs) -> Result<()> {
+    let config = a.kafka.load()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone(), "closing the file");
+    let topic = config.kafka.topic(&a.topic);
+    let n = kafka_tools::record(&config, &topic, &a.out, a.follow, stop)?;
+    println!("recorded {n} message(s) from {topic} into {}", a.out.display());
+    Ok(())
+}
+
+fn tail(a: TailArgs) -> Result<()> {
+    let config = a.kafka.load()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone(), "tail ends");
+    kafka_tools::tail(&config, &config.kafka.topic(&a.topic), a.user, a.from_beginning, a.max, stop)
+}
+
 /// Parses the command line and runs the command; exit status 1 on unusable
 /// configuration or I/O failure (never for bad events), 2 on usage errors.
 pub fn main() -> ExitCode {
@@ -257,6 +454,12 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Gen(a) => gen(a),
         Command::Eval(a) => eval(a),
+        Command::Replay(a) => replay(a),
+        Command::Record(a) => record(a),
+        Command::Tail(a) => tail(a),
+        Command::Topics(TopicsArgs { action: TopicsAction::Create(k) }) => {
+            k.load().and_then(|config| kafka_tools::topics_create(&config))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

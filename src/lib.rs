@@ -8,14 +8,16 @@
 //!   windows, usearch shards).
 //! - `feedflow_dataflows`: the graph (post registry and index, trending,
 //!   interest, pools), the serving funnel (candidates, ONNX ranking, page
-//!   rules) and the file-mode runner.
+//!   rules), and the runner: file mode over a log, live mode over Kafka, with Prometheus metrics.
 //! - [`gen`]: the synthetic world generator behind `feedflow gen`.
 //! - [`eval`]: prequential evaluation against a popularity baseline and the generator's oracle.
+//! - [`kafka_tools`]: `replay`, `record`, `tail` and `topics create` against a broker.
 //! - [`cli`]: the command line.
 
 pub mod cli;
 pub mod eval;
 pub mod gen;
+pub mod kafka_tools;
 
 pub use feedflow_connectors as connectors;
 pub use feedflow_dataflows as dataflows;

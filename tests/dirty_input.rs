@@ -4,62 +4,9 @@
 
 mod common;
 
-use common::{lines, replay, small_world};
+use common::{lines, malformed, replay, small_world};
 use feedflow::connectors::config::Config;
 use std::collections::BTreeMap;
-
-/// One malformed line per DESIGN.md §8 defect, with the reason it must get.
-fn malformed(i: usize) -> (String, &'static str) {
-    let emb = |n: usize| vec!["0.1"; n].join(",");
-    match i % 11 {
-        0 => ("{\"type\":\"engagement\",\"ts\":".to_string(), "invalid_json"),
-        1 => (format!("{{\"type\":\"telemetry\",\"ts\":1700000000000,\"n\":{i}}}"), "unknown_type"),
-        2 => (
-            "{\"type\":\"engagement\",\"ts\":1700000000000,\"post_id\":1,\"kind\":\"like\"}".to_string(),
-            "missing_field",
-        ),
-        3 => (
-            format!(
-                "{{\"type\":\"upload\",\"ts\":1700000000000,\"post_id\":{},\"creator_id\":1,\"embedding\":[{}]}}",
-                9_000_000_000u64 + i as u64,
-                emb(63)
-            ),
-            "embedding_length",
-        ),
-        4 => (
-            format!(
-                "{{\"type\":\"upload\",\"ts\":1700000000000,\"post_id\":{},\"creator_id\":1,\"embedding\":[NaN,{}]}}",
-                9_000_000_000u64 + i as u64,
-                emb(63)
-            ),
-            "non_finite",
-        ),
-        5 => (
-            format!(
-                "{{\"type\":\"request\",\"ts\":1700000000000,\"request_id\":\"{}\",\"user_id\":1}}",
-                "x".repeat(70_000)
-            ),
-            "oversized",
-        ),
-        6 => (
-            "{\"type\":\"engagement\",\"ts\":1700000000000,\"user_id\":1,\"post_id\":1,\"kind\":\"poke\"}".to_string(),
-            "unknown_kind",
-        ),
-        7 => (
-            "{\"type\":\"moderation\",\"ts\":1700000000000,\"post_id\":1,\"action\":\"nuke\"}".to_string(),
-            "unknown_action",
-        ),
-        8 => (
-            "{\"type\":\"request\",\"ts\":1700000000000,\"request_id\":\"r\",\"user_id\":1,\"k\":500}".to_string(),
-            "k_out_of_range",
-        ),
-        9 => (
-            "{\"type\":\"engagement\",\"ts\":\"soon\",\"user_id\":1,\"post_id\":1,\"kind\":\"like\"}".to_string(),
-            "invalid_field",
-        ),
-        _ => ("\u{1F4A5} not json at all".to_string(), "invalid_json"),
-    }
-}
 
 #[test]
 fn one_percent_malformed_goes_to_the_dlq_and_changes_nothing_else() {

@@ -4,6 +4,7 @@
 //! the value comes from (mostly `shared/DESIGN.md`). Unknown keys are errors,
 //! and [`Config::validate`] reports every problem at once.
 
+pub use crate::kafka_config::{KafkaConfig, MetricsConfig, SourceKind, StartFrom};
 pub use crate::serving_config::{HeadWeights, RankingConfig, RerankConfig, ServingConfig};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -46,6 +47,12 @@ pub struct Config {
     /// Diversity and slot rules of a page (DESIGN.md §6).
     #[serde(default)]
     pub rerank: RerankConfig,
+    /// Live mode: Kafka topics, client settings and event-time rules (DESIGN.md §2).
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// The Prometheus endpoint (DESIGN.md §9).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// Event time and parallelism.
@@ -70,6 +77,10 @@ pub struct EngineConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
+    /// `"file"` replays `log` (the embedded default); `"kafka"` consumes the
+    /// topics of `[kafka]` live until stopped (`config/kafka.toml`).
+    #[serde(default)]
+    pub source: SourceKind,
     /// The recorded JSONL log replayed in file mode (`--log` overrides).
     /// Relative paths are resolved against the working directory.
     #[serde(default = "default_log")]
@@ -382,6 +393,7 @@ impl Default for EngineConfig {
 impl Default for InputConfig {
     fn default() -> Self {
         Self {
+            source: SourceKind::File,
             log: default_log(),
             generate_if_missing: None,
             speed: 0.0,
@@ -605,6 +617,10 @@ impl Config {
             p.push("pools.popular_top_n must be at least 1".into());
         }
         p.extend(self.serving.problems(&self.ranking, &self.rerank));
+        p.extend(self.kafka.problems());
+        if self.metrics.enabled && self.metrics.address.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!("metrics.address must be IP:PORT, got {:?}", self.metrics.address));
+        }
         if p.is_empty() {
             Ok(())
         } else {

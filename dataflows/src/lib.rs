@@ -5,18 +5,25 @@
 //! - [`trending`]: velocity scores and the trending pool, incremental in differential dataflow.
 //! - [`interest`]: long-term user vectors and session deltas per user.
 //! - [`pools`]: the fresh pool and the popular list.
-//! - [`users`]: the user's worker: interest state, profile, requests turned into contexts.
+//! - [`users`]: the user's worker: the engagement join, interest state, profile, requests turned into contexts.
+//! - [`waiting`]: engagements waiting for their upload.
 //! - [`serving`]: records of the request funnel.
 //! - [`candidates`]: each worker's candidates for a request, from its shards.
 //! - [`features`]: the ranker's feature vector and the fallback scorer.
 //! - [`rank`]: merge, filter, score (ONNX or fallback) and build the page.
 //! - [`snapshot`]: reading a collection's current contents.
-//! - [`runner`]: file mode: replay a log on N workers and write the outputs.
+//! - [`runner`]: run the graph on N workers over a log (file mode) or Kafka topics (live mode).
+//! - [`live`]: live event time: the frontier from the partitions' progress.
+//! - [`live_input`]: live mode's Kafka input, one worker per partition set.
+//! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`stats`]: counters and the run summary.
 
 pub mod candidates;
 pub mod features;
 pub mod interest;
+pub mod live;
+pub mod live_input;
+pub mod metrics;
 pub mod model;
 pub mod pools;
 pub mod posts;
@@ -27,5 +34,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod trending;
 pub mod users;
+pub mod waiting;
 
-pub use runner::{run_file, RunError, RunOptions, RunReport, Snapshot};
+pub use live_input::LiveControl;
+pub use runner::{run_file, run_live, RunError, RunOptions, RunReport, Snapshot};

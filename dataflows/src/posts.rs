@@ -12,9 +12,10 @@
 //! recommendable posts (a differential collection).
 
 use crate::candidates::ShardServing;
-use crate::model::{engagement_weight_milli, tick_of, Enriched, PostInfo, Velocity};
+use crate::model::{engagement_weight_milli, tick_of, PostInfo, Velocity};
 use crate::serving::{Partial, RequestContext};
 use crate::users::CoPair;
+use crate::waiting::WaitingEngagements;
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Engagement, Event, EventBody, ModerationAction, Safety};
 use feedflow_operators::hash::{mix64, FastMap};
@@ -22,7 +23,7 @@ use feedflow_operators::tick_batch::TickBatch;
 use feedflow_operators::vector_shard::{ShardSettings, VectorShard};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
@@ -96,12 +97,10 @@ impl RegistryStats {
     }
 }
 
-/// One stream out of the registry: enriched engagements and eligibility changes.
+/// One stream out of the registry: velocity, eligibility changes, candidates.
 #[derive(Clone, Debug)]
 pub enum RegistryOutput {
-    /// An engagement joined with its post.
-    Enriched(Enriched),
-    /// The same engagement, when positive, reduced to what velocity needs.
+    /// A positive engagement joined with its post, as velocity and popularity need it.
     Velocity(Velocity),
     /// At this tick the post became recommendable (+1) or stopped being so (−1).
     Eligibility(PostInfo, u64, isize),
@@ -128,9 +127,8 @@ pub struct Registry {
     pub posts: FastMap<u64, PostState>,
     /// Moderation that arrived before its upload: (blocked, demoted).
     early_moderation: FastMap<u64, (bool, bool)>,
-    /// Engagements waiting for their upload, with their own tick.
-    pending: FastMap<u64, Vec<(u64, Event)>>,
-    pending_order: VecDeque<(u64, u64)>,
+    /// Engagements waiting for their upload.
+    waiting: WaitingEngagements,
     /// The HNSW shards owned by this worker, by shard number.
     pub shards: BTreeMap<u32, VectorShard>,
     /// Counters.
@@ -154,8 +152,7 @@ impl Registry {
             },
             posts: FastMap::default(),
             early_moderation: FastMap::default(),
-            pending: FastMap::default(),
-            pending_order: VecDeque::new(),
+            waiting: WaitingEngagements::new(config.ticks(config.interest.pending_ttl_ms)),
             shards: BTreeMap::new(),
             stats: RegistryStats::default(),
             serving: ShardServing::new(config),
@@ -189,25 +186,22 @@ impl Registry {
         PostInfo { post_id, creator_id: p.creator_id, category: p.category.clone(), upload_tick: p.upload_tick }
     }
 
-    fn enrich(&mut self, tick: u64, event: &Event, e: &Engagement) -> Option<Enriched> {
-        let post = self.posts.get(&e.post_id)?;
+    /// Counts an engagement on a known post: velocity and popularity when positive.
+    /// Returns false when the post is not uploaded yet.
+    fn engaged(&mut self, tick: u64, e: &Engagement, out: &mut Vec<RegistryOutput>) -> bool {
+        let Some(post) = self.posts.get(&e.post_id) else { return false };
         self.stats.engagements_joined += 1;
-        Some(Enriched {
-            tick,
-            ts: event.ts,
-            user_id: e.user_id,
-            post_id: e.post_id,
-            creator_id: post.creator_id,
-            category: post.category.clone(),
-            kind: e.kind,
-            dwell_ms: e.dwell_ms,
-            weight_milli: engagement_weight_milli(&self.config, e.kind, e.dwell_ms),
-            embedding: post.embedding.clone(),
-        })
+        let weight_milli = engagement_weight_milli(&self.config, e.kind, e.dwell_ms);
+        if weight_milli > 0 {
+            let v = Velocity { tick, post_id: e.post_id, creator_id: post.creator_id, weight_milli };
+            self.serving.engaged(tick, e.post_id, weight_milli);
+            out.push(RegistryOutput::Velocity(v));
+        }
+        true
     }
 
-    /// Handles one complete tick: co-engagement pairs (from earlier ticks) first,
-    /// then the tick's requests against the state of earlier ticks, then its events.
+    /// Handles one complete tick: the tick's requests against the state of earlier
+    /// ticks first, then its co-engagement pairs, then its events.
     pub fn apply_inputs(&mut self, tick: u64, inputs: Vec<ShardInput>, out: &mut Vec<RegistryOutput>) {
         let mut events = Vec::new();
         let mut queries = Vec::new();
@@ -220,10 +214,6 @@ impl Registry {
             }
         }
         self.serving.expire(tick.saturating_sub(1));
-        pairs.sort_by_key(|p| (p.tick, p.anchor, p.item));
-        for p in pairs {
-            self.serving.related.add(p.tick, p.anchor, p.item);
-        }
         if !queries.is_empty() {
             queries.sort_by_key(|q| (q.ts, q.position));
             for q in queries {
@@ -233,27 +223,17 @@ impl Registry {
                 }
             }
         }
+        pairs.sort_by_key(|p| (p.tick, p.anchor, p.item));
+        for p in pairs {
+            self.serving.related.add(p.tick, p.anchor, p.item);
+        }
         self.apply_tick(tick, events, out);
     }
 
     /// Applies one complete tick of events; pushes what it produces to `out`.
     pub fn apply_tick(&mut self, tick: u64, mut events: Vec<Event>, out: &mut Vec<RegistryOutput>) {
-        let ttl = self.config.ticks(self.config.interest.pending_ttl_ms);
         // Forget engagements that waited too long for their upload.
-        while let Some(&(t, post_id)) = self.pending_order.front() {
-            if t + ttl >= tick {
-                break;
-            }
-            self.pending_order.pop_front();
-            if let Some(list) = self.pending.get_mut(&post_id) {
-                let before = list.len();
-                list.retain(|(et, _)| et + ttl >= tick);
-                self.stats.engagements_expired += (before - list.len()) as u64;
-                if list.is_empty() {
-                    self.pending.remove(&post_id);
-                }
-            }
-        }
+        self.stats.engagements_expired += self.waiting.expire(tick);
         // Uploads and moderation before engagements; then by time; position breaks ties.
         let class = |e: &Event| match e.body {
             EventBody::Upload(_) => 0,
@@ -291,13 +271,9 @@ impl Registry {
                         out.push(RegistryOutput::Eligibility(info, tick, 1));
                     }
                     // Engagements that were waiting for this post take effect now.
-                    if let Some(waiting) = self.pending.remove(&u.post_id) {
-                        for (_, ev) in waiting.into_iter().filter(|(et, _)| et + ttl >= tick) {
-                            if let EventBody::Engagement(e) = &ev.body {
-                                if let Some(x) = self.enrich(tick, &ev, e) {
-                                    self.push_enriched(out, x);
-                                }
-                            }
+                    for ev in self.waiting.release(u.post_id, tick) {
+                        if let EventBody::Engagement(e) = &ev.body {
+                            self.engaged(tick, e, out);
                         }
                     }
                 }
@@ -333,12 +309,10 @@ impl Registry {
                     }
                 }
                 EventBody::Engagement(e) => {
-                    if let Some(x) = self.enrich(tick, &event, e) {
-                        self.push_enriched(out, x);
-                    } else {
+                    if !self.engaged(tick, e, out) {
                         self.stats.engagements_waited += 1;
-                        self.pending_order.push_back((tick, e.post_id));
-                        self.pending.entry(e.post_id).or_default().push((tick, event.clone()));
+                        let post_id = e.post_id;
+                        self.waiting.wait(tick, post_id, event);
                     }
                 }
                 EventBody::Request(_) => {}
@@ -346,24 +320,9 @@ impl Registry {
         }
     }
 
-    fn push_enriched(&mut self, out: &mut Vec<RegistryOutput>, e: Enriched) {
-        if e.weight_milli > 0 {
-            let v =
-                Velocity { tick: e.tick, post_id: e.post_id, creator_id: e.creator_id, weight_milli: e.weight_milli };
-            self.serving.engaged(e.tick, e.post_id, e.weight_milli);
-            out.push(RegistryOutput::Velocity(v));
-        }
-        out.push(RegistryOutput::Enriched(e));
-    }
-
     /// Number of vectors in this worker's shards.
     pub fn index_len(&self) -> usize {
         self.shards.values().map(|s| s.len()).sum()
-    }
-
-    /// Engagements still waiting for their upload.
-    pub fn pending_len(&self) -> usize {
-        self.pending.values().map(|v| v.len()).sum()
     }
 }
 

@@ -10,7 +10,9 @@
 //! are applied after that tick's requests, so a request sees earlier ticks only.
 
 use crate::features::{fallback_score, features, Proposed, FEATURES, HEADS};
-use crate::model::TrendEntry;
+use crate::live::LiveClock;
+use crate::metrics::Metrics;
+use crate::model::{tick_of, TrendEntry};
 use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, Source};
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::Position;
@@ -99,6 +101,10 @@ pub struct Ranker {
     pool: BTreeMap<u64, (String, TrendEntry)>,
     /// Counters.
     pub stats: RankStats,
+    /// Live runs: tells which requests were answered before every partition reached their tick.
+    clock: Option<Arc<LiveClock>>,
+    /// The process's metrics.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Opens the model of `config` for one worker, or says why the fallback will answer.
@@ -129,7 +135,15 @@ impl Ranker {
             served: FastMap::default(),
             pool: BTreeMap::new(),
             stats: RankStats::default(),
+            clock: None,
+            metrics: None,
         }
+    }
+
+    /// Reports batch times and fallbacks to `metrics`, and partial prefixes from `clock` (live runs).
+    pub fn observe(&mut self, metrics: Arc<Metrics>, clock: Option<Arc<LiveClock>>) {
+        self.metrics = Some(metrics);
+        self.clock = clock;
     }
 
     /// The model id reported in responses.
@@ -248,7 +262,12 @@ impl Ranker {
         let weights = self.config.ranking.heads.as_array();
         let mut heads: Option<Vec<f32>> = None;
         if let Scorer::Model(model) = &mut self.scorer {
-            match model.score(&matrix) {
+            let scoring = Instant::now();
+            let result = model.score(&matrix);
+            if let Some(m) = &self.metrics {
+                m.ranker_batch.observe(scoring.elapsed().as_secs_f64());
+            }
+            match result {
                 Ok(h) if h.len() == chosen.len() * HEADS.len() && h.iter().all(|x| x.is_finite()) => heads = Some(h),
                 _ => self.stats.model_errors += 1,
             }
@@ -344,7 +363,19 @@ impl Ranker {
                 }));
             }
         }
-        let degraded = fallback.then_some("ranker_fallback");
+        let partial = self.clock.as_ref().is_some_and(|c| c.partial(tick_of(context.ts, self.config.engine.tick_ms)));
+        let degraded = match (partial, fallback) {
+            (false, false) => None,
+            (false, true) => Some("ranker_fallback".to_string()),
+            (true, false) => Some("partial_prefix".to_string()),
+            (true, true) => Some("partial_prefix,ranker_fallback".to_string()),
+        };
+        if let Some(m) = &self.metrics {
+            m.responses.with_label_values(&[degraded.as_deref().unwrap_or("none")]).inc();
+            if fallback {
+                m.ranker_fallback.inc();
+            }
+        }
         let response = serde_json::json!({
             "request_id": context.request_id,
             "user_id": context.user_id,
@@ -377,6 +408,8 @@ impl Ranker {
         self.stats.candidates.push(chosen.len() as u32);
         Served {
             ts: context.ts,
+            user_id: context.user_id,
+            degraded,
             position: context.position,
             response,
             impression: impression_line,

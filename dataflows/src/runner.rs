@@ -1,11 +1,15 @@
-//! Runs the whole graph over a recorded log (file mode) on N timely workers.
+//! Runs the whole graph on N timely workers, over a recorded log (file mode) or Kafka topics (live mode).
 //!
-//! Each worker reads every line of the log and keeps the lines `i ≡ worker
-//! (mod workers)`, decodes them, and feeds them to the graph at their tick.
-//! Rejected lines go to the DLQ. Outputs are gathered on worker 0, sorted
-//! within each tick, and written as JSONL.
+//! File mode: each worker reads every line of the log and keeps the lines
+//! `i ≡ worker (mod workers)`, decodes them, and feeds them to the graph at
+//! their tick. Live mode: each worker consumes its partitions (see
+//! [`crate::live_input`]). Rejected messages go to the DLQ. Outputs are gathered
+//! on worker 0, sorted within each tick, and written as JSONL files or
+//! produced to the output topics.
 
 use crate::interest::{Interests, UserVectors};
+use crate::live_input::{drive_kafka, Live, LiveControl};
+use crate::metrics::Metrics;
 use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
 use crate::pools::{fresh_pool, popularity};
 use crate::posts::{post_registry, route_event, Registry, RegistryOutput, ShardInput};
@@ -14,11 +18,12 @@ use crate::serving::Served;
 use crate::snapshot::{snapshot, Contents};
 use crate::stats::{Counters, Summary};
 use crate::trending::trending_pool;
-use crate::users::{user_front, UserInput, UserOutput, Users};
+use crate::users::{user_front, PostMeta, UserInput, UserOutput, Users};
 use differential_dataflow::AsCollection;
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Event, EventBody, Position};
 use feedflow_connectors::jsonl::{FileError, LineReader, LineSink, Pacer};
+use feedflow_connectors::kafka::{KafkaError, OutputProducer};
 use feedflow_connectors::{decode, DecodeLimits, DlqRecord};
 use feedflow_operators::dedupe::{Dedupe, SeenIds};
 use feedflow_operators::hash::hash_bytes;
@@ -32,7 +37,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::{Filter, Map, Partition};
-use timely::dataflow::operators::{Concat, ConnectLoop, Feedback, Probe};
+use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::ProbeHandle;
 
 /// How to run.
@@ -78,6 +83,20 @@ pub enum RunError {
     /// The timely cluster could not start or a worker failed.
     #[error("dataflow: {0}")]
     Dataflow(String),
+    /// A Kafka client could not be made or used (live mode).
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// Output messages still undelivered when the flush timeout ran out (live mode).
+    #[error("{0} output message(s) were still undelivered after kafka.flush_timeout_ms; the broker is unreachable?")]
+    Undelivered(usize),
+    /// The metrics endpoint could not listen.
+    #[error("metrics endpoint {address}: {source}")]
+    Metrics {
+        /// The configured address.
+        address: String,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
 }
 
 /// Final state of the engine, gathered from every worker.
@@ -131,27 +150,79 @@ struct Shared {
     finished: AtomicUsize,
     /// Lines read by all workers (progress).
     lines: AtomicU64,
+    /// The process's metrics.
+    metrics: Arc<Metrics>,
 }
 
-/// A JSONL output written by worker 0.
-type Writer = Rc<RefCell<Option<LineSink>>>;
+/// Where the engine's input comes from and its outputs go.
+enum Mode {
+    /// The recorded log of the options; JSONL files in `out_dir`.
+    File,
+    /// The Kafka topics; the output topics.
+    Live(Arc<Live>),
+}
 
-fn open_writer(dir: Option<&Path>, name: &str, is_writer: bool) -> Result<Writer, FileError> {
-    let sink = match dir {
-        Some(dir) if is_writer => Some(LineSink::create(&dir.join(name))?),
-        _ => None,
+/// One output stream, written by worker 0: a JSONL file or a topic.
+enum OutputSink {
+    File(LineSink),
+    Topic { producer: Arc<OutputProducer>, topic: String, live: Arc<Live> },
+}
+
+/// A record for an output: its key (user_id for responses), the request it answers, its JSON.
+struct OutputLine {
+    key: Option<u64>,
+    request: Option<Position>,
+    json: String,
+}
+
+impl OutputLine {
+    fn plain(json: String) -> Self {
+        Self { key: None, request: None, json }
+    }
+}
+
+type Writer = Rc<RefCell<Option<OutputSink>>>;
+
+fn open_writer(mode: &Mode, dir: Option<&Path>, stream: &str, is_writer: bool) -> Result<Writer, FileError> {
+    let sink = match (mode, dir) {
+        _ if !is_writer => None,
+        (Mode::Live(live), _) => Some(OutputSink::Topic {
+            producer: live.producer.clone(),
+            topic: live.config.topic(stream),
+            live: live.clone(),
+        }),
+        (Mode::File, Some(dir)) => Some(OutputSink::File(LineSink::create(&dir.join(format!("{stream}.jsonl")))?)),
+        (Mode::File, None) => None,
     };
     Ok(Rc::new(RefCell::new(sink)))
 }
 
-fn write_lines(writer: &Writer, error: &Rc<RefCell<Option<String>>>, lines: impl Iterator<Item = String>) {
-    if let Some(sink) = writer.borrow_mut().as_mut() {
-        for line in lines {
-            if let Err(e) = sink.write_line(&line) {
-                error.borrow_mut().get_or_insert(e.to_string());
-                return;
+fn write_lines(writer: &Writer, error: &Rc<RefCell<Option<String>>>, lines: impl Iterator<Item = OutputLine>) {
+    match writer.borrow_mut().as_mut() {
+        None => {}
+        Some(OutputSink::File(sink)) => {
+            for line in lines {
+                if let Err(e) = sink.write_line(&line.json) {
+                    error.borrow_mut().get_or_insert(e.to_string());
+                    return;
+                }
             }
         }
+        Some(OutputSink::Topic { producer, topic, live }) => {
+            for line in lines {
+                let key = line.key.map(|k| k.to_string());
+                let arrival = line.request.and_then(|p| live.take_arrival(&p));
+                producer.send(topic, key.as_deref().map(str::as_bytes), line.json.as_bytes(), arrival);
+            }
+        }
+    }
+}
+
+fn flush_writer(writer: &Writer) -> Result<(), String> {
+    match writer.borrow_mut().as_mut() {
+        Some(OutputSink::File(sink)) => sink.flush().map_err(|e| e.to_string()),
+        // The topics share one producer, flushed once when every worker is done.
+        _ => Ok(()),
     }
 }
 
@@ -174,6 +245,25 @@ pub fn run_file(config: &Config, options: &RunOptions) -> Result<RunReport, RunE
     if let Some(dir) = &options.out_dir {
         std::fs::create_dir_all(dir).map_err(|source| FileError::Write { path: dir.clone(), source })?;
     }
+    run(config, options, Mode::File, Metrics::new())
+}
+
+/// Consumes the input topics live until `control` says stop, producing the
+/// outputs to their topics; then answers what was read, flushes and returns the summary.
+pub fn run_live(config: &Config, options: &RunOptions, control: LiveControl) -> Result<RunReport, RunError> {
+    let metrics = control.metrics.clone();
+    let live = Arc::new(Live::connect(config, control)?);
+    let report = run(config, options, Mode::Live(live.clone()), metrics);
+    let undelivered = live.producer.flush(Duration::from_millis(config.kafka.flush_timeout_ms));
+    let mut report = report?;
+    if undelivered > 0 {
+        return Err(RunError::Undelivered(undelivered));
+    }
+    report.summary.notes.push(live.output_summary(undelivered));
+    Ok(report)
+}
+
+fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>) -> Result<RunReport, RunError> {
     let (timely_config, local_workers) = if options.timely_args.is_empty() {
         (timely::Config::process(options.workers.max(1)), options.workers.max(1))
     } else {
@@ -191,7 +281,9 @@ pub fn run_file(config: &Config, options: &RunOptions) -> Result<RunReport, RunE
         max_read: AtomicU64::new(0),
         finished: AtomicUsize::new(0),
         lines: AtomicU64::new(0),
+        metrics,
     });
+    let mode = Arc::new(mode);
     let config_popular_top_n = config.pools.popular_top_n;
     let config = Arc::new(config.clone());
     let options_shared = Arc::new(options.clone());
@@ -199,7 +291,7 @@ pub fn run_file(config: &Config, options: &RunOptions) -> Result<RunReport, RunE
     let results = Arc::new(Mutex::new(Vec::new()));
     let results_in = results.clone();
     let guards = timely::execute(timely_config, move |worker| {
-        let result = run_worker(worker, &config, &options_shared, &shared, local_workers);
+        let result = run_worker(worker, &config, &options_shared, &shared, local_workers, &mode);
         results_in.lock().expect("no worker panicked while holding the lock").push(result);
     })
     .map_err(RunError::Dataflow)?;
@@ -250,21 +342,25 @@ fn run_worker(
     options: &RunOptions,
     shared: &Shared,
     local_workers: usize,
+    mode: &Mode,
 ) -> WorkerResult {
     let index = worker.index();
     let peers = worker.peers();
+    let metrics = shared.metrics.clone();
     let counters = Rc::new(RefCell::new(Counters::default()));
     let error: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     let registry = Rc::new(RefCell::new(Registry::new(config)));
     let users = Rc::new(RefCell::new(Users::new(config)));
-    let ranker = Rc::new(RefCell::new(Ranker::new(config, open_scorer(config))));
+    let mut ranker = Ranker::new(config, open_scorer(config));
+    ranker.observe(metrics.clone(), if let Mode::Live(live) = mode { Some(live.clock.clone()) } else { None });
+    let ranker = Rc::new(RefCell::new(ranker));
     let out_dir = options.out_dir.as_deref();
     let writers = (|| -> Result<[Writer; 4], FileError> {
         Ok([
-            open_writer(out_dir, "trending.jsonl", index == 0)?,
-            open_writer(out_dir, "dlq.jsonl", index == 0)?,
-            open_writer(out_dir, "responses.jsonl", index == 0)?,
-            open_writer(out_dir, "impressions.jsonl", index == 0)?,
+            open_writer(mode, out_dir, "trending", index == 0)?,
+            open_writer(mode, out_dir, "dlq", index == 0)?,
+            open_writer(mode, out_dir, "responses", index == 0)?,
+            open_writer(mode, out_dir, "impressions", index == 0)?,
         ])
     })();
     let [trending_writer, dlq_writer, responses_writer, impressions_writer] = match writers {
@@ -283,6 +379,7 @@ fn run_worker(
 
     let (pool, fresh, popular, recommendable, mut events_in, mut dlq_in) = worker.dataflow::<u64, _, _>(|scope| {
         let dup_counters = counters.clone();
+        let dup_metrics = metrics.clone();
         let (events_in, events) = TickedInput::new(&scope);
         let (dlq_in, dlq) = TickedInput::new(&scope);
         // Copies of an event share its post (or user), so deduplicating where
@@ -294,14 +391,21 @@ fn run_worker(
             |e: &Event| e.event_id.as_ref().map(|id| hash_bytes(id.as_bytes())),
             |e: &Event| (e.ts, e.position),
             SeenIds::new(dedupe_ticks, config.dedupe.max_ids_per_worker),
-            move |_| dup_counters.borrow_mut().duplicates += 1,
+            move |e: &Event| {
+                dup_counters.borrow_mut().duplicates += 1;
+                dup_metrics.events.with_label_values(&[e.body.type_name(), "duplicate"]).inc();
+            },
         );
-        // The funnel's loop: engagements joined at the registry reach the user's
-        // worker one tick later, so that a request at tick t is answered from
-        // exactly the engagements of earlier ticks (DESIGN.md §1).
-        let (engagement_loop, engagements_back) = scope.feedback::<Vec<UserInput>>(1);
+        // The user side joins engagements with uploads itself (every worker keeps
+        // every upload's metadata), so no stage feeds back into an earlier one.
         let requests = events.clone().filter(|e| matches!(e.body, EventBody::Request(_))).map(UserInput::Request);
-        let user_out = user_front(requests.concat(engagements_back), users.clone());
+        let user_engagements =
+            events.clone().filter(|e| matches!(e.body, EventBody::Engagement(_))).map(UserInput::Engagement);
+        let post_meta = events
+            .clone()
+            .flat_map(|e| PostMeta::of(&e))
+            .flat_map(move |m| (0..peers as u64).map(move |w| UserInput::Post(w, m.clone())));
+        let user_out = user_front(requests.concat(user_engagements).concat(post_meta), users.clone());
         let mut user_parts = user_out
             .partition(2, |o| match o {
                 UserOutput::Context(_) => (0, o),
@@ -326,21 +430,13 @@ fn run_worker(
             .concat(pairs);
         let registry_out = post_registry(post_events, registry.clone(), config.index.shards);
         let mut parts = registry_out
-            .partition(4, |o| match o {
-                RegistryOutput::Enriched(_) => (0, o),
-                RegistryOutput::Velocity(_) => (1, o),
-                RegistryOutput::Eligibility(..) => (2, o),
-                RegistryOutput::Candidates(_) => (3, o),
+            .partition(3, |o| match o {
+                RegistryOutput::Velocity(_) => (0, o),
+                RegistryOutput::Eligibility(..) => (1, o),
+                RegistryOutput::Candidates(_) => (2, o),
             })
             .into_iter();
-        let (enriched, velocity, eligible, candidates) =
-            (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-        enriched
-            .flat_map(|o| match o {
-                RegistryOutput::Enriched(e) => Some(UserInput::Engagement(e)),
-                _ => None,
-            })
-            .connect_loop(engagement_loop);
+        let (velocity, eligible, candidates) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
         let velocity = velocity.flat_map(|o| match o {
             RegistryOutput::Velocity(v) => Some(v),
             _ => None,
@@ -376,8 +472,16 @@ fn run_worker(
                 |_| 0,
                 move |_tick, mut batch: Vec<Served>, _out: &mut Vec<()>| {
                     batch.sort_by_key(|s| (s.ts, s.position));
-                    write_lines(&writers.0, &sink_error, batch.iter().map(|s| s.response.clone()));
-                    write_lines(&writers.1, &sink_error, batch.iter().filter_map(|s| s.impression.clone()));
+                    let responses = batch.iter().map(|s| OutputLine {
+                        key: Some(s.user_id),
+                        request: Some(s.position),
+                        json: s.response.clone(),
+                    });
+                    write_lines(&writers.0, &sink_error, responses);
+                    let impressions = batch.iter().filter_map(|s| {
+                        s.impression.clone().map(|json| OutputLine { key: Some(s.user_id), request: None, json })
+                    });
+                    write_lines(&writers.1, &sink_error, impressions);
                 },
             )
             .probe_with(&probe);
@@ -387,6 +491,7 @@ fn run_worker(
         let sink_error = error.clone();
         let written = trending_changes.clone();
         let sink_horizon = horizon.clone();
+        let pool_metrics = metrics.clone();
         pool.clone()
             .inner
             .tick_batch_by(
@@ -404,15 +509,16 @@ fn run_worker(
                     let mut changes: Vec<_> = net.into_iter().filter(|(_, d)| *d != 0).collect();
                     changes.sort_by(|a, b| (a.0 .0, a.1, &a.0 .2).cmp(&(b.0 .0, b.1, &b.0 .2)));
                     *written.borrow_mut() += changes.len() as u64;
+                    pool_metrics.trending_pool.add(changes.iter().map(|(_, d)| *d as i64).sum());
                     let lines = changes.into_iter().map(|((post_id, category, entry), diff)| {
-                        trending_json(&TrendingChange {
+                        OutputLine::plain(trending_json(&TrendingChange {
                             ts: ((tick + 1) * tick_ms) as i64,
                             post_id,
                             category,
                             velocity_ratio: entry.ratio.value(),
                             recent: entry.recent_milli as f64 / 1000.0,
                             diff: diff as i64,
-                        })
+                        }))
                     });
                     write_lines(&writer, &sink_error, lines);
                 },
@@ -426,7 +532,7 @@ fn run_worker(
             |_| 0,
             move |_tick, mut batch: Vec<DlqRecord>, _out: &mut Vec<()>| {
                 batch.sort();
-                write_lines(&writer, &sink_error, batch.iter().map(DlqRecord::to_json));
+                write_lines(&writer, &sink_error, batch.iter().map(|r| OutputLine::plain(r.to_json())));
             },
         )
         .probe_with(&probe);
@@ -438,9 +544,25 @@ fn run_worker(
         (pool, fresh, popular, recommendable, events_in, dlq_in)
     });
 
-    // Drive the input from the log.
-    let drive =
-        drive_file(worker, config, options, shared, &counters, &mut events_in, &mut dlq_in, &probe, index, peers);
+    // Drive the input from the log or the topics.
+    let drive = match mode {
+        Mode::File => {
+            drive_file(worker, config, options, shared, &counters, &mut events_in, &mut dlq_in, &probe, index, peers)
+                .map_err(RunError::from)
+        }
+        Mode::Live(live) => drive_kafka(
+            worker,
+            live,
+            options,
+            &counters,
+            &registry,
+            &mut events_in,
+            &mut dlq_in,
+            &probe,
+            &shared.lines,
+            local_workers,
+        ),
+    };
     let last_tick = match drive {
         Ok(t) => t,
         Err(e) => {
@@ -463,10 +585,8 @@ fn run_worker(
 
     let final_tick = shared.horizon.load(Ordering::SeqCst);
     for writer in [&trending_writer, &dlq_writer, &responses_writer, &impressions_writer] {
-        if let Some(sink) = writer.borrow_mut().as_mut() {
-            if let Err(e) = sink.flush() {
-                error.borrow_mut().get_or_insert(e.to_string());
-            }
+        if let Err(e) = flush_writer(writer) {
+            error.borrow_mut().get_or_insert(e);
         }
     }
     let reg = registry.borrow();
@@ -595,6 +715,8 @@ fn drive_file(
                     tick
                 };
                 drop(c);
+                let outcome = if effective == tick { "applied" } else { "late" };
+                shared.metrics.events.with_label_values(&[event.body.type_name(), outcome]).inc();
                 if tick > max_tick {
                     max_tick = tick;
                     let next = max_tick.saturating_sub(lateness);
@@ -613,6 +735,7 @@ fn drive_file(
             }
             Err(rejection) => {
                 counters.borrow_mut().reject(rejection.reason);
+                shared.metrics.dlq.with_label_values(&[rejection.reason.name()]).inc();
                 dlq_in.push(frontier, DlqRecord::new(&source, position, rejection, bytes));
             }
         }

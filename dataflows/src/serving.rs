@@ -194,6 +194,10 @@ pub struct Partial {
 pub struct Served {
     /// Request time (ms).
     pub ts: i64,
+    /// The user asking (the response's key on the `responses` topic).
+    pub user_id: u64,
+    /// What was degraded (`ranker_fallback`, `partial_prefix`, both comma-separated), if anything.
+    pub degraded: Option<String>,
     /// Where the request was read (orders the output).
     pub position: Position,
     /// The response JSON.

@@ -93,6 +93,8 @@ pub struct Summary {
     pub popular: u64,
     /// Last tick of the log.
     pub last_tick: u64,
+    /// Extra lines of the summary (live mode: deliveries and latency).
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -154,6 +156,10 @@ impl fmt::Display for Summary {
             r.percentile_us(0.99),
             r.percentile_us(0.999),
             r.mean_candidates(),
-        )
+        )?;
+        for note in &self.notes {
+            write!(f, "\n{note}")?;
+        }
+        Ok(())
     }
 }

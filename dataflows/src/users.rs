@@ -1,18 +1,21 @@
 //! The user's worker: interest state, the user's profile, and requests turned into contexts.
 //!
-//! Inputs are routed by `hash(user_id)`: enriched engagements (fed back from
-//! the post registry one tick later, so that at tick `t` they hold exactly
-//! the engagements of ticks `< t`) and requests. Each complete tick first
-//! applies the engagements, then answers the tick's requests, so a request
-//! sees the events of earlier ticks only (DESIGN.md §1). Applying a positive
-//! engagement also emits co-engagement pairs with the user's recent positives
-//! (bounded per user) for the `related` counts.
+//! Engagements and requests are routed by `hash(user_id)`; every upload's
+//! metadata (creator, category, embedding) reaches every worker, so the
+//! engagement join happens here, straight from the input, with no loop back
+//! from the post registry. Each complete tick first answers its requests, then
+//! applies its uploads and engagements, so a request sees the events of earlier
+//! ticks only (DESIGN.md §1). An engagement that arrives before its upload
+//! waits for it, exactly as at the registry. Applying a positive engagement
+//! also emits co-engagement pairs with the user's recent positives (bounded per
+//! user) for the `related` counts.
 
 use crate::interest::Interests;
-use crate::model::Enriched;
+use crate::model::{engagement_weight_milli, Enriched};
 use crate::serving::RequestContext;
+use crate::waiting::WaitingEngagements;
 use feedflow_connectors::config::Config;
-use feedflow_connectors::event::{EngagementKind, Event, EventBody};
+use feedflow_connectors::event::{EngagementKind, Event, EventBody, Position};
 use feedflow_operators::hash::{mix64, FastMap};
 use feedflow_operators::tick_batch::TickBatch;
 use serde::{Deserialize, Serialize};
@@ -23,23 +26,66 @@ use std::sync::Arc;
 use std::time::Instant;
 use timely::dataflow::StreamVec;
 
+/// What the user side needs of an upload to join engagements with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PostMeta {
+    /// Upload time (ms).
+    pub ts: i64,
+    /// Where the upload was read (breaks ties between uploads of one post).
+    pub position: Position,
+    /// The post.
+    pub post_id: u64,
+    /// Its creator.
+    pub creator_id: u64,
+    /// Its category.
+    pub category: String,
+    /// Its embedding.
+    pub embedding: Arc<[f32]>,
+}
+
+impl PostMeta {
+    /// The metadata of an upload event; `None` for other events.
+    pub fn of(event: &Event) -> Option<Self> {
+        let EventBody::Upload(u) = &event.body else { return None };
+        Some(Self {
+            ts: event.ts,
+            position: event.position,
+            post_id: u.post_id,
+            creator_id: u.creator_id,
+            category: u.category.clone(),
+            embedding: Arc::from(u.embedding.as_slice()),
+        })
+    }
+}
+
 /// What reaches the user's worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum UserInput {
-    /// An engagement joined with its post (arrives one tick after it took effect).
-    Engagement(Enriched),
+    /// An upload's metadata, addressed to one worker (every worker gets a copy).
+    Post(u64, PostMeta),
+    /// An engagement event.
+    Engagement(Event),
     /// A request event.
     Request(Event),
 }
 
 impl UserInput {
-    fn user_id(&self) -> u64 {
+    /// The exchange key: the addressed worker, or the user's hash.
+    fn route(&self) -> u64 {
         match self {
-            UserInput::Engagement(e) => e.user_id,
-            UserInput::Request(Event { body: EventBody::Request(r), .. }) => r.user_id,
-            UserInput::Request(_) => 0,
+            UserInput::Post(worker, _) => *worker,
+            UserInput::Engagement(Event { body: EventBody::Engagement(e), .. }) => mix64(e.user_id),
+            UserInput::Request(Event { body: EventBody::Request(r), .. }) => mix64(r.user_id),
+            UserInput::Engagement(_) | UserInput::Request(_) => 0,
         }
     }
+}
+
+/// A post as the user side keeps it.
+struct KnownPost {
+    creator_id: u64,
+    category: String,
+    embedding: Arc<[f32]>,
 }
 
 /// One co-engagement: `item` was engaged positively near `anchor` by the same user.
@@ -107,6 +153,11 @@ pub struct Users {
     pub interests: Interests,
     /// Profiles by user.
     pub profiles: FastMap<u64, Profile>,
+    /// Every uploaded post (first upload wins).
+    posts: FastMap<u64, KnownPost>,
+    /// This worker's users' engagements waiting for their upload.
+    waiting: WaitingEngagements,
+    config: Config,
     half_life_ms: u64,
     seen_window_ms: u64,
     hide_creator_ms: u64,
@@ -122,6 +173,9 @@ impl Users {
         Self {
             interests: Interests::new(config),
             profiles: FastMap::default(),
+            posts: FastMap::default(),
+            waiting: WaitingEngagements::new(config.ticks(config.interest.pending_ttl_ms)),
+            config: config.clone(),
             half_life_ms: config.interest.half_life_ms,
             seen_window_ms: s.seen_window_ms,
             hide_creator_ms: s.hide_creator_ms,
@@ -131,27 +185,72 @@ impl Users {
         }
     }
 
-    /// Applies a tick's engagements (in a fixed order), then answers its requests (in log order).
+    /// Answers a tick's requests (in log order), then applies its uploads and
+    /// engagements (joined here; applied in a fixed order).
     pub fn apply_tick(&mut self, tick: u64, batch: Vec<UserInput>, out: &mut Vec<UserOutput>) {
+        let mut posts = Vec::new();
         let mut engagements = Vec::new();
         let mut requests = Vec::new();
         for input in batch {
             match input {
+                UserInput::Post(_, p) => posts.push(p),
                 UserInput::Engagement(e) => engagements.push(e),
                 UserInput::Request(r) => requests.push(r),
             }
         }
-        engagements.sort_by_key(Enriched::order_key);
-        for e in &engagements {
-            self.apply_profile(e, out);
-        }
-        self.interests.apply_tick(engagements);
         requests.sort_by_key(|r| (r.ts, r.position));
         for r in requests {
             if let Some(context) = self.context(tick, &r) {
                 out.push(UserOutput::Context(Arc::new(context)));
             }
         }
+        self.waiting.expire(tick);
+        let mut joined = Vec::new();
+        posts.sort_by_key(|p| (p.ts, p.position));
+        for p in posts {
+            if self.posts.contains_key(&p.post_id) {
+                continue;
+            }
+            let known = KnownPost { creator_id: p.creator_id, category: p.category, embedding: p.embedding };
+            self.posts.insert(p.post_id, known);
+            for event in self.waiting.release(p.post_id, tick) {
+                joined.extend(self.join(tick, &event));
+            }
+        }
+        engagements.sort_by_key(|e| (e.ts, e.position));
+        for event in engagements {
+            match (self.join(tick, &event), &event.body) {
+                (Some(e), _) => joined.push(e),
+                (None, EventBody::Engagement(e)) => {
+                    let post_id = e.post_id;
+                    self.waiting.wait(tick, post_id, event);
+                }
+                (None, _) => {}
+            }
+        }
+        joined.sort_by_key(Enriched::order_key);
+        for e in &joined {
+            self.apply_profile(e, out);
+        }
+        self.interests.apply_tick(joined);
+    }
+
+    /// An engagement joined with its post, taking effect at `tick`; `None` while the post is unknown.
+    fn join(&self, tick: u64, event: &Event) -> Option<Enriched> {
+        let EventBody::Engagement(e) = &event.body else { return None };
+        let post = self.posts.get(&e.post_id)?;
+        Some(Enriched {
+            tick,
+            ts: event.ts,
+            user_id: e.user_id,
+            post_id: e.post_id,
+            creator_id: post.creator_id,
+            category: post.category.clone(),
+            kind: e.kind,
+            dwell_ms: e.dwell_ms,
+            weight_milli: engagement_weight_milli(&self.config, e.kind, e.dwell_ms),
+            embedding: post.embedding.clone(),
+        })
     }
 
     fn apply_profile(&mut self, e: &Enriched, out: &mut Vec<UserOutput>) {
@@ -260,14 +359,12 @@ impl Users {
     }
 }
 
-/// Routes engagements and requests to the user's worker and runs [`Users::apply_tick`] there.
+/// Routes engagements and requests to the user's worker (uploads to every worker) and runs [`Users::apply_tick`] there.
 pub fn user_front<'scope>(
     inputs: StreamVec<'scope, u64, UserInput>,
     state: Rc<RefCell<Users>>,
 ) -> StreamVec<'scope, u64, UserOutput> {
-    inputs.tick_batch(
-        "UserFront",
-        |input: &UserInput| mix64(input.user_id()),
-        move |tick, batch, out| state.borrow_mut().apply_tick(tick, batch, out),
-    )
+    inputs.tick_batch("UserFront", UserInput::route, move |tick, batch, out| {
+        state.borrow_mut().apply_tick(tick, batch, out)
+    })
 }

@@ -1,0 +1,243 @@
+//! Live event time: the input frontier of a Kafka run, from the partitions' progress (DESIGN.md §1–2).
+//!
+//! Each input partition is ordered by event time, so once a partition has
+//! delivered an event of tick `t` it holds time back at `t` at most. The
+//! frontier is the slowest *active* partition's tick (minus the allowed
+//! lateness): a partition that reached its end and received nothing for
+//! `idle_ms` stops holding time back, and when every partition is idle the
+//! frontier moves just past the newest tick read, so every request read so far
+//! is answered. A request that waited `max_request_wait_ms` for slower
+//! partitions forces the frontier past its tick; the ticks skipped that way are
+//! remembered so that its response says `degraded:"partial_prefix"`.
+//!
+//! One clock is shared by the workers of a process; each worker reports its own
+//! partitions and every worker reads the same frontier.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct PartitionClock {
+    /// Highest tick read from the partition.
+    tick: Option<u64>,
+    /// The consumer reported the partition's end and nothing arrived since.
+    at_end: bool,
+    /// When the partition last delivered a message or reached its end.
+    since: Instant,
+}
+
+#[derive(Debug, Default)]
+struct ClockState {
+    partitions: BTreeMap<(u32, i32), PartitionClock>,
+    /// Highest tick read from any partition.
+    newest: Option<u64>,
+    /// The frontier never moves back.
+    frontier: u64,
+    /// Requests read and not yet answered: tick → earliest arrival.
+    waiting: BTreeMap<u64, Instant>,
+    /// Tick ranges `[from, to)` the frontier skipped for a waiting request.
+    partial: Vec<(u64, u64)>,
+}
+
+/// The event-time clock of a live run.
+#[derive(Debug)]
+pub struct LiveClock {
+    idle: Duration,
+    max_request_wait: Duration,
+    lateness_ticks: u64,
+    state: Mutex<ClockState>,
+}
+
+/// The frontier and what moved it, for metrics and progress lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frontier {
+    /// Records may arrive at this tick or later.
+    pub tick: u64,
+    /// Highest tick read so far.
+    pub newest: Option<u64>,
+    /// Every partition is idle (the frontier is past everything read).
+    pub all_idle: bool,
+}
+
+impl LiveClock {
+    /// A clock with the config's `idle_ms`, `max_request_wait_ms` and lateness in ticks.
+    pub fn new(idle: Duration, max_request_wait: Duration, lateness_ticks: u64) -> Self {
+        Self { idle, max_request_wait, lateness_ticks, state: Mutex::new(ClockState::default()) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers an assigned partition: it holds time back until it delivers or reaches its end.
+    pub fn add_partition(&self, source: u32, partition: i32, now: Instant) {
+        self.state().partitions.insert((source, partition), PartitionClock { tick: None, at_end: false, since: now });
+    }
+
+    /// A message was read from a partition; `tick` is its event's tick (none for a rejected message).
+    pub fn observe(&self, source: u32, partition: i32, tick: Option<u64>, now: Instant) {
+        let mut s = self.state();
+        if let Some(t) = tick {
+            s.newest = Some(s.newest.map_or(t, |n| n.max(t)));
+        }
+        if let Some(p) = s.partitions.get_mut(&(source, partition)) {
+            if let Some(t) = tick {
+                p.tick = Some(p.tick.map_or(t, |old| old.max(t)));
+            }
+            p.at_end = false;
+            p.since = now;
+        }
+    }
+
+    /// The consumer reached the end of a partition.
+    pub fn reached_end(&self, source: u32, partition: i32, now: Instant) {
+        if let Some(p) = self.state().partitions.get_mut(&(source, partition)) {
+            if !p.at_end {
+                p.at_end = true;
+                p.since = now;
+            }
+        }
+    }
+
+    /// A request of `tick` was read at `arrival`.
+    pub fn request_read(&self, tick: u64, arrival: Instant) {
+        let mut s = self.state();
+        let e = s.waiting.entry(tick).or_insert(arrival);
+        *e = (*e).min(arrival);
+    }
+
+    /// The frontier now, moving it forward when partitions allow or a request waited too long.
+    pub fn frontier(&self, now: Instant) -> Frontier {
+        let mut s = self.state();
+        let mut slowest: Option<u64> = None;
+        let mut active = 0usize;
+        for p in s.partitions.values() {
+            let idle = p.at_end && now.duration_since(p.since) >= self.idle;
+            if !idle {
+                active += 1;
+                let t = p.tick.unwrap_or(0);
+                slowest = Some(slowest.map_or(t, |m: u64| m.min(t)));
+            }
+        }
+        let all_idle = active == 0;
+        let target = match slowest {
+            Some(t) => t.saturating_sub(self.lateness_ticks),
+            None => s.newest.map_or(0, |n| n + 1),
+        };
+        let mut frontier = s.frontier.max(target);
+        // Requests answered by this frontier stop waiting; the oldest waiting too long forces it on.
+        let waited_too_long = s
+            .waiting
+            .range(frontier..)
+            .filter(|(_, arrival)| now.duration_since(**arrival) >= self.max_request_wait)
+            .map(|(tick, _)| *tick)
+            .max();
+        if let Some(tick) = waited_too_long {
+            s.partial.push((frontier, tick + 1));
+            frontier = tick + 1;
+        }
+        s.waiting = s.waiting.split_off(&frontier);
+        s.frontier = frontier;
+        Frontier { tick: frontier, newest: s.newest, all_idle }
+    }
+
+    /// Whether a request of `tick` was answered before every partition reached its tick.
+    pub fn partial(&self, tick: u64) -> bool {
+        self.state().partial.iter().any(|(from, to)| (*from..*to).contains(&tick))
+    }
+
+    /// How long every partition has been idle (zero while one is active).
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        let s = self.state();
+        let mut idle = Duration::MAX;
+        for p in s.partitions.values() {
+            if !p.at_end {
+                return Duration::ZERO;
+            }
+            idle = idle.min(now.duration_since(p.since));
+        }
+        if s.partitions.is_empty() {
+            Duration::ZERO
+        } else {
+            idle
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_slowest_active_partition_holds_time() {
+        let t0 = Instant::now();
+        let c = LiveClock::new(ms(100), ms(1_000), 0);
+        c.add_partition(0, 0, t0);
+        c.add_partition(1, 0, t0);
+        c.observe(0, 0, Some(10), t0);
+        assert_eq!(c.frontier(t0).tick, 0, "partition (1,0) has delivered nothing and is not at its end");
+        c.observe(1, 0, Some(7), t0);
+        assert_eq!(c.frontier(t0).tick, 7);
+        c.observe(1, 0, Some(12), t0);
+        assert_eq!(c.frontier(t0).tick, 10);
+        // (0,0) reaches its end: it stops holding time back only after idle_ms.
+        c.reached_end(0, 0, t0);
+        assert_eq!(c.frontier(t0 + ms(50)).tick, 10);
+        let f = c.frontier(t0 + ms(150));
+        assert_eq!((f.tick, f.all_idle), (12, false));
+        // Every partition idle: just past the newest tick read.
+        c.reached_end(1, 0, t0 + ms(150));
+        let f = c.frontier(t0 + ms(300));
+        assert_eq!((f.tick, f.all_idle), (13, true));
+        // A message wakes a partition up; the frontier never moves back.
+        c.observe(1, 0, Some(11), t0 + ms(301));
+        assert_eq!(c.frontier(t0 + ms(301)).tick, 13);
+        assert!(!c.partial(12));
+    }
+
+    #[test]
+    fn lateness_holds_the_frontier_back() {
+        let t0 = Instant::now();
+        let c = LiveClock::new(ms(100), ms(1_000), 3);
+        c.add_partition(0, 0, t0);
+        c.observe(0, 0, Some(10), t0);
+        assert_eq!(c.frontier(t0).tick, 7);
+    }
+
+    #[test]
+    fn a_request_waits_at_most_max_request_wait() {
+        let t0 = Instant::now();
+        let c = LiveClock::new(ms(10_000), ms(50), 0);
+        c.add_partition(0, 0, t0);
+        c.add_partition(2, 0, t0);
+        c.observe(0, 0, Some(4), t0);
+        c.observe(2, 0, Some(9), t0);
+        c.request_read(9, t0);
+        assert_eq!(c.frontier(t0 + ms(20)).tick, 4);
+        assert!(!c.partial(9));
+        let f = c.frontier(t0 + ms(60));
+        assert_eq!(f.tick, 10, "the request of tick 9 is answered on the state so far");
+        assert!(c.partial(9) && c.partial(4) && !c.partial(10) && !c.partial(3));
+        // Answered requests stop waiting: no further forcing.
+        c.request_read(20, t0 + ms(60));
+        assert_eq!(c.frontier(t0 + ms(70)).tick, 10);
+    }
+
+    #[test]
+    fn idle_for_counts_from_the_last_end() {
+        let t0 = Instant::now();
+        let c = LiveClock::new(ms(10), ms(50), 0);
+        assert_eq!(c.idle_for(t0), Duration::ZERO);
+        c.add_partition(0, 0, t0);
+        c.add_partition(0, 1, t0);
+        c.reached_end(0, 0, t0);
+        assert_eq!(c.idle_for(t0 + ms(5)), Duration::ZERO);
+        c.reached_end(0, 1, t0 + ms(5));
+        assert_eq!(c.idle_for(t0 + ms(25)), ms(20));
+    }
+}

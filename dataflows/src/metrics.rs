@@ -1,0 +1,222 @@
+//! Prometheus metrics of a run (DESIGN.md §9) and the HTTP endpoint that serves them.
+//!
+//! One [`Metrics`] per process, shared by its workers. Names and labels are
+//! listed in the README; every name starts with `feedflow_`.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every metric of a run.
+pub struct Metrics {
+    /// The registry the endpoint encodes.
+    pub registry: Registry,
+    /// Valid events read, by type and outcome (`applied`, `late`, `duplicate`).
+    pub events: IntCounterVec,
+    /// Rejected messages by DLQ reason.
+    pub dlq: IntCounterVec,
+    /// Responses by what was degraded (`none`, `ranker_fallback`, `partial_prefix`, …).
+    pub responses: IntCounterVec,
+    /// Request latency: arrival at the consumer → the response's delivery report (live mode).
+    pub request_latency: Histogram,
+    /// Event time of the input frontier (ms since the epoch).
+    pub frontier_ts: IntGauge,
+    /// Newest event time read minus the frontier, in ms: how far time is held back.
+    pub frontier_lag: IntGauge,
+    /// Vectors in the index, per worker.
+    pub index_size: IntGaugeVec,
+    /// Wall time from reading an upload to the end of its tick (searchable from then on).
+    pub insert_to_searchable: Histogram,
+    /// Posts in the trending pool.
+    pub trending_pool: IntGauge,
+    /// Time to score one request's candidates with the model.
+    pub ranker_batch: Histogram,
+    /// Responses scored by the fallback.
+    pub ranker_fallback: IntCounter,
+    /// Messages not yet consumed, per input topic and partition (librdkafka statistics).
+    pub consumer_lag: IntGaugeVec,
+    /// Output messages by topic and outcome (`delivered`, `failed`; failed ones are sent again).
+    pub output: IntCounterVec,
+    /// Client errors reported by librdkafka (broker unreachable, timeouts…).
+    pub kafka_errors: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Arc<Self> {
+        let r = Registry::new();
+        let latency_buckets = exponential_buckets(0.0005, 2.0, 16).expect("valid buckets");
+        let m = Metrics {
+            events: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("feedflow_events_total", "Valid events read, by type and outcome"),
+                    &["type", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            dlq: register(
+                &r,
+                IntCounterVec::new(Opts::new("feedflow_dlq_total", "Rejected messages by reason"), &["reason"])
+                    .expect("valid"),
+            ),
+            responses: register(
+                &r,
+                IntCounterVec::new(Opts::new("feedflow_responses_total", "Responses by degradation"), &["degraded"])
+                    .expect("valid"),
+            ),
+            request_latency: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "feedflow_request_latency_seconds",
+                        "Request arrival at the consumer to the response's delivery report",
+                    )
+                    .buckets(latency_buckets.clone()),
+                )
+                .expect("valid"),
+            ),
+            frontier_ts: register(
+                &r,
+                IntGauge::new("feedflow_frontier_ts_ms", "Event time of the input frontier (ms)").expect("valid"),
+            ),
+            frontier_lag: register(
+                &r,
+                IntGauge::new("feedflow_frontier_lag_ms", "Newest event time read minus the frontier (ms)")
+                    .expect("valid"),
+            ),
+            index_size: register(
+                &r,
+                IntGaugeVec::new(Opts::new("feedflow_index_size", "Vectors in the index, per worker"), &["worker"])
+                    .expect("valid"),
+            ),
+            insert_to_searchable: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "feedflow_insert_to_searchable_seconds",
+                        "Reading an upload to the end of its tick, when it becomes searchable",
+                    )
+                    .buckets(latency_buckets.clone()),
+                )
+                .expect("valid"),
+            ),
+            trending_pool: register(
+                &r,
+                IntGauge::new("feedflow_trending_pool_size", "Posts in the trending pool").expect("valid"),
+            ),
+            ranker_batch: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("feedflow_ranker_batch_seconds", "Model scoring time of one request's batch")
+                        .buckets(exponential_buckets(0.00005, 2.0, 16).expect("valid buckets")),
+                )
+                .expect("valid"),
+            ),
+            ranker_fallback: register(
+                &r,
+                IntCounter::new("feedflow_ranker_fallback_total", "Responses scored by the fallback").expect("valid"),
+            ),
+            consumer_lag: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("feedflow_consumer_lag", "Messages not yet consumed"),
+                    &["topic", "partition"],
+                )
+                .expect("valid"),
+            ),
+            output: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("feedflow_output_messages_total", "Output messages by outcome"),
+                    &["topic", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            kafka_errors: register(
+                &r,
+                IntCounter::new("feedflow_kafka_client_errors_total", "Client errors reported by librdkafka")
+                    .expect("valid"),
+            ),
+            registry: r,
+        };
+        Arc::new(m)
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        buffer
+    }
+}
+
+/// Serves `GET /metrics` on `address` from a background thread; returns the bound address
+/// (port 0 picks a free one).
+pub fn serve(metrics: Arc<Metrics>, address: &str) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(address)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("feedflow-metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            // Read the whole request head: closing with unread bytes would reset the connection.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&request);
+            let (status, body) = if line.starts_with("GET /metrics ") || line.starts_with("GET /metrics?") {
+                ("200 OK", metrics.encode())
+            } else {
+                ("404 Not Found", b"feedflow serves GET /metrics\n".to_vec())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
+        }
+    })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_serves_the_text_format() {
+        let m = Metrics::new();
+        m.events.with_label_values(&["upload", "applied"]).inc_by(3);
+        m.request_latency.observe(0.004);
+        let addr = serve(m.clone(), "127.0.0.1:0").unwrap();
+        let get = |path: &str| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            body
+        };
+        let body = get("/metrics");
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(body.contains("feedflow_events_total{outcome=\"applied\",type=\"upload\"} 3"), "{body}");
+        assert!(body.contains("feedflow_request_latency_seconds_count 1"), "{body}");
+        assert!(get("/other").starts_with("HTTP/1.1 404"));
+    }
+}

@@ -1,0 +1,296 @@
+//! Load generator for the live benchmark: preloads posts, then produces requests and engagements at fixed rates
+//! and measures end-to-end latency (request produced → its response consumed from the `responses` topic).
+//!
+//! Used by `scripts/bench live`, which starts the broker and the engine:
+//!
+//! ```text
+//! cargo run --release --example live_load -- preload --brokers 127.0.0.1:9092 --config config/kafka.toml --posts 100000
+//! cargo run --release --example live_load -- load --brokers 127.0.0.1:9092 --config config/kafka.toml --seconds 60
+//! ```
+
+use anyhow::{bail, Context, Result};
+use feedflow::connectors::config::Config;
+use feedflow::connectors::kafka::{partition_count, tool_consumer, ErrorLog, OutputProducer};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const DIMENSIONS: usize = 64;
+const TOPICS: u64 = 24;
+const CATEGORIES: [&str; 8] = ["food", "travel", "music", "sports", "tech", "art", "pets", "fashion"];
+const KINDS: [&str; 6] = ["view", "like", "view", "comment", "save", "share"];
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// An upload whose embedding clusters around one of `TOPICS` centres.
+fn upload(rng: &mut Rng, post_id: u64, ts: i64) -> String {
+    let topic = post_id % TOPICS;
+    let mut centre = Rng(topic * 7919 + 1);
+    let embedding: Vec<String> =
+        (0..DIMENSIONS).map(|_| format!("{:.4}", (centre.unit() - 0.5) * 2.0 + (rng.unit() - 0.5) * 0.6)).collect();
+    format!(
+        r#"{{"type":"upload","ts":{ts},"post_id":{post_id},"creator_id":{},"embedding":[{}],"category":"{}","content_type":"reel","is_public":true,"safety":{{"nudity":0.0,"violence":0.0,"hate":0.0,"borderline":{:.2}}}}}"#,
+        1 + post_id % 5000,
+        embedding.join(","),
+        CATEGORIES[(topic % CATEGORIES.len() as u64) as usize],
+        rng.unit() * 0.2
+    )
+}
+
+fn engagement(rng: &mut Rng, users: u64, posts: u64, ts: i64) -> (u64, String) {
+    let user = 1 + rng.below(users);
+    // Users prefer posts of "their" topic; popular posts (low ids) get more.
+    let post = if rng.unit() < 0.7 {
+        let k = rng.below(posts / TOPICS);
+        (k * TOPICS + user % TOPICS).min(posts - 1) + 1
+    } else {
+        1 + (rng.unit().powi(3) * posts as f64) as u64
+    };
+    let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
+    let dwell = 1000 + rng.below(9000);
+    (
+        user,
+        format!(
+            r#"{{"type":"engagement","ts":{ts},"user_id":{user},"post_id":{post},"kind":"{kind}","dwell_ms":{dwell}}}"#
+        ),
+    )
+}
+
+struct Args {
+    command: String,
+    config: Config,
+    posts: u64,
+    users: u64,
+    history_engagements: u64,
+    seconds: f64,
+    warmup: f64,
+    request_rate: f64,
+    engagement_rate: f64,
+    upload_rate: f64,
+    out: Option<String>,
+}
+
+fn parse() -> Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let command = it.next().context("usage: live_load preload|load [--brokers B] [--config F] …")?;
+    let mut config_path = None;
+    let mut brokers = None;
+    let mut a = Args {
+        command,
+        config: Config::default(),
+        posts: 100_000,
+        users: 20_000,
+        history_engagements: 300_000,
+        seconds: 60.0,
+        warmup: 10.0,
+        request_rate: 200.0,
+        engagement_rate: 2000.0,
+        upload_rate: 20.0,
+        out: None,
+    };
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--config" => config_path = Some(value),
+            "--brokers" => brokers = Some(value),
+            "--posts" => a.posts = value.parse()?,
+            "--users" => a.users = value.parse()?,
+            "--history-engagements" => a.history_engagements = value.parse()?,
+            "--seconds" => a.seconds = value.parse()?,
+            "--warmup" => a.warmup = value.parse()?,
+            "--request-rate" => a.request_rate = value.parse()?,
+            "--engagement-rate" => a.engagement_rate = value.parse()?,
+            "--upload-rate" => a.upload_rate = value.parse()?,
+            "--out" => a.out = Some(value),
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    let path = config_path.context("--config is required")?;
+    a.config = Config::from_file(std::path::Path::new(&path))?;
+    if let Some(b) = brokers {
+        a.config.kafka.bootstrap_servers = b;
+    }
+    Ok(a)
+}
+
+/// History before the engine starts: the posts (uploaded over the last 30 minutes) and engagements on them.
+fn preload(a: &Args) -> Result<()> {
+    let k = &a.config.kafka;
+    let producer = OutputProducer::new(k, Arc::new(ErrorLog::default()), None)?;
+    let (uploads, engagements) = (k.topic("uploads"), k.topic("engagements"));
+    let mut rng = Rng(42);
+    let end = now_ms() - 1_000;
+    let span = 30 * 60 * 1000;
+    let total = a.posts + a.history_engagements;
+    let started = Instant::now();
+    // Interleaved in time order: post i is uploaded at its share of the span, engagements follow.
+    let mut e = 0u64;
+    for i in 0..a.posts {
+        let ts = end - span + (i as i64 * span / a.posts as i64);
+        let line = upload(&mut rng, i + 1, ts);
+        producer.send(&uploads, Some((i + 1).to_string().as_bytes()), line.as_bytes(), None);
+        while e * a.posts < (i + 1) * a.history_engagements {
+            let (user, line) = engagement(&mut rng, a.users, i + 1, ts);
+            producer.send(&engagements, Some(user.to_string().as_bytes()), line.as_bytes(), None);
+            e += 1;
+        }
+    }
+    let left = producer.flush(Duration::from_secs(120));
+    if left > 0 {
+        bail!("{left} preload messages undelivered");
+    }
+    println!(
+        "{{\"preloaded_messages\": {total}, \"seconds\": {:.1}, \"last_ts\": {end}}}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Live load: requests, engagements and uploads at fixed rates with ts = now; latency of every response.
+fn load(a: &Args) -> Result<()> {
+    let k = &a.config.kafka;
+    let responses = k.topic("responses");
+    // Listen on the responses topic from its end before producing anything.
+    let consumer = tool_consumer(k)?;
+    let partitions = partition_count(&consumer, &responses, Duration::from_secs(10))?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(&responses, p as i32, Offset::End)?;
+    }
+    consumer.assign(&list)?;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies: Arc<Mutex<Vec<(f64, f64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let degraded = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
+    let started = Instant::now();
+    let reader = {
+        let (sent, stop, latencies, degraded) = (sent.clone(), stop.clone(), latencies.clone(), degraded.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) else { continue };
+                let now = Instant::now();
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default()) else {
+                    continue;
+                };
+                let Some(id) = v["request_id"].as_str() else { continue };
+                if let Some(at) = sent.lock().unwrap().remove(id) {
+                    let latency = now.duration_since(at).as_secs_f64() * 1000.0;
+                    let since_start = at.duration_since(started).as_secs_f64();
+                    latencies.lock().unwrap().push((since_start, latency));
+                    let d = v["degraded"].as_str().unwrap_or("none").to_string();
+                    *degraded.lock().unwrap().entry(d).or_default() += 1;
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let producer = OutputProducer::new(k, Arc::new(ErrorLog::default()), None)?;
+    let (uploads, engagements, requests) = (k.topic("uploads"), k.topic("engagements"), k.topic("requests"));
+    let mut rng = Rng(7);
+    let (mut n_req, mut n_eng, mut n_up) = (0u64, 0u64, 0u64);
+    let total = Duration::from_secs_f64(a.seconds);
+    let load_started = Instant::now();
+    while load_started.elapsed() < total {
+        let t = load_started.elapsed().as_secs_f64();
+        while (n_eng as f64) < t * a.engagement_rate {
+            let (user, line) = engagement(&mut rng, a.users, a.posts, now_ms());
+            producer.send(&engagements, Some(user.to_string().as_bytes()), line.as_bytes(), None);
+            n_eng += 1;
+        }
+        while (n_up as f64) < t * a.upload_rate {
+            let id = a.posts + 1 + n_up;
+            producer.send(&uploads, Some(id.to_string().as_bytes()), upload(&mut rng, id, now_ms()).as_bytes(), None);
+            n_up += 1;
+        }
+        while (n_req as f64) < t * a.request_rate {
+            let user = 1 + rng.below(a.users);
+            let id = format!("bench-{n_req}");
+            let line = format!(r#"{{"type":"request","ts":{},"request_id":"{id}","user_id":{user},"k":50}}"#, now_ms());
+            sent.lock().unwrap().insert(id, Instant::now());
+            producer.send(&requests, Some(user.to_string().as_bytes()), line.as_bytes(), None);
+            n_req += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    producer.flush(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sent.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    reader.join().ok();
+    let missing = sent.lock().unwrap().len();
+    let all = latencies.lock().unwrap().clone();
+    let mut measured: Vec<f64> = all.iter().filter(|(t, _)| *t >= a.warmup + 0.5).map(|(_, l)| *l).collect();
+    measured.sort_by(f64::total_cmp);
+    let result = serde_json::json!({
+        "benchmark": "live",
+        "seconds": a.seconds,
+        "warmup_seconds": a.warmup,
+        "request_rate": a.request_rate,
+        "engagement_rate": a.engagement_rate,
+        "upload_rate": a.upload_rate,
+        "posts_preloaded": a.posts,
+        "requests_sent": n_req,
+        "engagements_sent": n_eng,
+        "uploads_sent": n_up,
+        "responses_received": all.len(),
+        "responses_missing": missing,
+        "measured_requests": measured.len(),
+        "latency_ms": {
+            "p50": percentile(&measured, 0.50),
+            "p90": percentile(&measured, 0.90),
+            "p99": percentile(&measured, 0.99),
+            "p999": percentile(&measured, 0.999),
+            "max": measured.last().copied().unwrap_or(f64::NAN),
+        },
+        "degraded": *degraded.lock().unwrap(),
+    });
+    let text = serde_json::to_string_pretty(&result)?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, &text)?;
+    }
+    println!("{text}");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = parse()?;
+    match a.command.as_str() {
+        "preload" => preload(&a),
+        "load" => load(&a),
+        other => bail!("unknown command {other}: preload or load"),
+    }
+}
