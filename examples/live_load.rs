@@ -6,7 +6,11 @@
 //! ```text
 //! cargo run --release --example live_load -- preload --brokers 127.0.0.1:9092 --config config/kafka.toml --posts 100000
 //! cargo run --release --example live_load -- load --brokers 127.0.0.1:9092 --config config/kafka.toml --seconds 60
+//! cargo run --release --example live_load -- drain --brokers 127.0.0.1:9092 --config config/kafka.toml
 //! ```
+//!
+//! `drain` reads the input topics from their start to their end with one plain
+//! consumer: the broker's own delivery rate, the reference for the engine's ingest rate.
 
 use anyhow::{bail, Context, Result};
 use feedflow::connectors::config::Config;
@@ -242,7 +246,7 @@ fn load(a: &Args) -> Result<()> {
             producer.send(&requests, Some(user.to_string().as_bytes()), line.as_bytes(), None);
             n_req += 1;
         }
-        std::thread::sleep(Duration::from_micros(500));
+        std::thread::sleep(Duration::from_millis(1));
     }
     producer.flush(Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -286,11 +290,45 @@ fn load(a: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Reads every input partition from its start to its end (the watermarks at the
+/// start); prints messages and messages/s.
+fn drain(a: &Args) -> Result<()> {
+    let k = &a.config.kafka;
+    let consumer = tool_consumer(k)?;
+    let mut list = TopicPartitionList::new();
+    let mut expected = 0i64;
+    for role in ["uploads", "engagements", "requests"] {
+        let topic = k.topic(role);
+        for p in 0..partition_count(&consumer, &topic, Duration::from_secs(10))? {
+            let (low, high) = consumer.fetch_watermarks(&topic, p as i32, Duration::from_secs(10))?;
+            expected += high - low;
+            list.add_partition_offset(&topic, p as i32, Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&list)?;
+    let started = Instant::now();
+    let mut first: Option<Instant> = None;
+    let mut messages = 0i64;
+    while messages < expected && started.elapsed() < Duration::from_secs(600) {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            messages += 1;
+        }
+    }
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    println!(
+        "{}",
+        serde_json::json!({"messages": messages, "seconds": secs, "messages_per_s": messages as f64 / secs.max(1e-9)})
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let a = parse()?;
     match a.command.as_str() {
         "preload" => preload(&a),
         "load" => load(&a),
-        other => bail!("unknown command {other}: preload or load"),
+        "drain" => drain(&a),
+        other => bail!("unknown command {other}: preload, load or drain"),
     }
 }

@@ -284,8 +284,10 @@ pub(crate) fn drive_kafka(
         while probe.less_than(&input_frontier.saturating_sub(MAX_LAG_TICKS)) {
             worker.step();
         }
-        // Idle (nothing read, the graph caught up): park until data from other workers or the next poll.
-        if read == 0 && !probe.less_than(&input_frontier) {
+        // Nothing read: step, or park until the graph has work (timely wakes a parked
+        // worker when data or progress arrives) or the next poll is due. Spinning here
+        // would burn a core while the frontier waits for partitions.
+        if read == 0 {
             worker.step_or_park(Some(poll_wait));
         } else {
             worker.step();
