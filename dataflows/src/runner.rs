@@ -36,7 +36,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::vec::{Filter, Map, Partition};
+use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::ProbeHandle;
 
@@ -398,10 +398,20 @@ fn run_worker(
         );
         // The user side joins engagements with uploads itself (every worker keeps
         // every upload's metadata), so no stage feeds back into an earlier one.
-        let requests = events.clone().filter(|e| matches!(e.body, EventBody::Request(_))).map(UserInput::Request);
-        let user_engagements =
-            events.clone().filter(|e| matches!(e.body, EventBody::Engagement(_))).map(UserInput::Engagement);
-        let post_meta = events
+        // Split by type once: cloning the whole stream for each consumer would copy every event (and its embedding) four times.
+        let mut by_type = events
+            .partition(4, |e| match e.body {
+                EventBody::Upload(_) => (0, e),
+                EventBody::Engagement(_) => (1, e),
+                EventBody::Moderation(_) => (2, e),
+                EventBody::Request(_) => (3, e),
+            })
+            .into_iter();
+        let (uploads, engagements, moderation, requests) =
+            (by_type.next().unwrap(), by_type.next().unwrap(), by_type.next().unwrap(), by_type.next().unwrap());
+        let requests = requests.map(UserInput::Request);
+        let user_engagements = engagements.clone().map(UserInput::Engagement);
+        let post_meta = uploads
             .clone()
             .flat_map(|e| PostMeta::of(&e))
             .flat_map(move |m| (0..peers as u64).map(move |w| UserInput::Post(w, m.clone())));
@@ -423,11 +433,8 @@ fn run_worker(
             UserOutput::Pair(p) => Some(ShardInput::Pair(p)),
             _ => None,
         });
-        let post_events = events
-            .filter(|e| !matches!(e.body, EventBody::Request(_)))
-            .map(ShardInput::Event)
-            .concat(queries)
-            .concat(pairs);
+        let post_events =
+            uploads.concat(engagements).concat(moderation).map(ShardInput::Event).concat(queries).concat(pairs);
         let registry_out = post_registry(post_events, registry.clone(), config.index.shards);
         let mut parts = registry_out
             .partition(3, |o| match o {
