@@ -15,6 +15,7 @@
 use anyhow::{bail, Context, Result};
 use feedflow::connectors::config::Config;
 use feedflow::connectors::kafka::{partition_count, tool_consumer, ErrorLog, OutputProducer};
+use feedflow::gen::Rng;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -28,25 +29,6 @@ const TOPICS: u64 = 24;
 const CATEGORIES: [&str; 8] = ["food", "travel", "music", "sports", "tech", "art", "pets", "fashion"];
 const KINDS: [&str; 6] = ["view", "like", "view", "comment", "save", "share"];
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -54,29 +36,29 @@ fn now_ms() -> i64 {
 /// An upload whose embedding clusters around one of `TOPICS` centres.
 fn upload(rng: &mut Rng, post_id: u64, ts: i64) -> String {
     let topic = post_id % TOPICS;
-    let mut centre = Rng(topic * 7919 + 1);
+    let mut centre = Rng::new(topic, 1);
     let embedding: Vec<String> =
-        (0..DIMENSIONS).map(|_| format!("{:.4}", (centre.unit() - 0.5) * 2.0 + (rng.unit() - 0.5) * 0.6)).collect();
+        (0..DIMENSIONS).map(|_| format!("{:.4}", (centre.f64() - 0.5) * 2.0 + (rng.f64() - 0.5) * 0.6)).collect();
     format!(
         r#"{{"type":"upload","ts":{ts},"post_id":{post_id},"creator_id":{},"embedding":[{}],"category":"{}","content_type":"reel","is_public":true,"safety":{{"nudity":0.0,"violence":0.0,"hate":0.0,"borderline":{:.2}}}}}"#,
         1 + post_id % 5000,
         embedding.join(","),
         CATEGORIES[(topic % CATEGORIES.len() as u64) as usize],
-        rng.unit() * 0.2
+        rng.f64() * 0.2
     )
 }
 
 fn engagement(rng: &mut Rng, users: u64, posts: u64, ts: i64) -> (u64, String) {
-    let user = 1 + rng.below(users);
+    let user = 1 + rng.below(users as usize) as u64;
     // Users prefer posts of "their" topic; popular posts (low ids) get more.
-    let post = if rng.unit() < 0.7 {
-        let k = rng.below(posts / TOPICS);
+    let post = if rng.f64() < 0.7 {
+        let k = rng.below((posts / TOPICS) as usize) as u64;
         (k * TOPICS + user % TOPICS).min(posts - 1) + 1
     } else {
-        1 + (rng.unit().powi(3) * posts as f64) as u64
+        1 + (rng.f64().powi(3) * posts as f64) as u64
     };
-    let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
-    let dwell = 1000 + rng.below(9000);
+    let kind = KINDS[rng.below(KINDS.len())];
+    let dwell = 1000 + rng.below(9000) as u64;
     (
         user,
         format!(
@@ -147,7 +129,7 @@ fn preload(a: &Args) -> Result<()> {
     let k = &a.config.kafka;
     let producer = OutputProducer::new(k, Arc::new(ErrorLog::default()), None)?;
     let (uploads, engagements) = (k.topic("uploads"), k.topic("engagements"));
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42, 0);
     let end = now_ms() - 1_000;
     let span = 30 * 60 * 1000;
     let total = a.posts + a.history_engagements;
@@ -222,7 +204,7 @@ fn load(a: &Args) -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let producer = OutputProducer::new(k, Arc::new(ErrorLog::default()), None)?;
     let (uploads, engagements, requests) = (k.topic("uploads"), k.topic("engagements"), k.topic("requests"));
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7, 0);
     let (mut n_req, mut n_eng, mut n_up) = (0u64, 0u64, 0u64);
     let total = Duration::from_secs_f64(a.seconds);
     let load_started = Instant::now();
@@ -239,7 +221,7 @@ fn load(a: &Args) -> Result<()> {
             n_up += 1;
         }
         while (n_req as f64) < t * a.request_rate {
-            let user = 1 + rng.below(a.users);
+            let user = 1 + rng.below(a.users as usize) as u64;
             let id = format!("bench-{n_req}");
             let line = format!(r#"{{"type":"request","ts":{},"request_id":"{id}","user_id":{user},"k":50}}"#, now_ms());
             sent.lock().unwrap().insert(id, Instant::now());

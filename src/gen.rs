@@ -401,13 +401,14 @@ impl SplitMix64 {
     }
 }
 
-/// xoshiro256** seeded through SplitMix64.
-struct Rng {
+/// xoshiro256** seeded through SplitMix64 (also drives the benchmarks' load generator).
+pub struct Rng {
     s: [u64; 4],
 }
 
 impl Rng {
-    fn new(seed: u64, stream: u64) -> Self {
+    /// A generator for `seed`; different `stream`s give independent sequences.
+    pub fn new(seed: u64, stream: u64) -> Self {
         let mut sm = SplitMix64(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
         // Mix the stream in twice so that nearby (seed, stream) pairs diverge.
         sm.0 = sm.next() ^ stream;
@@ -415,7 +416,8 @@ impl Rng {
         Rng { s }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    /// 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
         self.s[2] ^= self.s[0];
@@ -428,12 +430,14 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn f64(&mut self) -> f64 {
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform in [0, n); n > 0.
-    fn below(&mut self, n: usize) -> usize {
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
 
