@@ -361,7 +361,7 @@ impl OutputProducer {
                 ("enable.idempotence", idempotent),
                 // 0 = no limit: librdkafka keeps retrying while the broker is away.
                 ("message.timeout.ms", "0"),
-                ("linger.ms", "1"),
+                ("linger.ms", "5"),
                 ("queue.buffering.max.messages", "1000000"),
             ],
         )?;
