@@ -44,13 +44,6 @@ pub struct LiveControl {
     pub metrics: Arc<Metrics>,
 }
 
-impl LiveControl {
-    /// Runs until `shutdown` is set.
-    pub fn new(shutdown: Arc<AtomicBool>) -> Self {
-        Self { shutdown, exit_when_idle: None, metrics: Metrics::new() }
-    }
-}
-
 /// What the workers of a live run share.
 pub struct Live {
     pub(crate) config: KafkaConfig,
@@ -139,18 +132,17 @@ impl Live {
         })
     }
 
-    /// The summary line of the outputs: deliveries, resends, undelivered, request latency.
-    pub(crate) fn output_summary(&self, undelivered: usize) -> String {
+    /// The summary line of the outputs (after a complete flush): deliveries, resends, request latency.
+    pub(crate) fn output_summary(&self) -> String {
         let c = self.producer.counters();
         let mut l = self.latencies_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
         l.sort_unstable();
         let pct =
             |q: f64| if l.is_empty() { 0.0 } else { l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0 };
         format!(
-            "  outputs   {} messages delivered, {} failed deliveries sent again, {} undelivered; request latency (arrival → delivered) P50 {:.1} ms, P99 {:.1} ms over {} requests",
+            "  outputs   {} messages delivered, {} failed deliveries sent again; request latency (arrival → delivered) P50 {:.1} ms, P99 {:.1} ms over {} requests",
             c.delivered.load(Ordering::Relaxed),
             c.failed.load(Ordering::Relaxed),
-            undelivered,
             pct(0.5),
             pct(0.99),
             l.len()

@@ -259,7 +259,7 @@ pub fn run_live(config: &Config, options: &RunOptions, control: LiveControl) -> 
     if undelivered > 0 {
         return Err(RunError::Undelivered(undelivered));
     }
-    report.summary.notes.push(live.output_summary(undelivered));
+    report.summary.notes.push(live.output_summary());
     Ok(report)
 }
 
