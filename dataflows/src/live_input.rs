@@ -365,15 +365,7 @@ fn accept(
         Ok(event) => {
             let tick = tick_of(event.ts, live.engine.engine.tick_ms);
             live.clock.observe(from.source, from.partition, Some(tick), now);
-            *c.events.entry(event.body.type_name().to_string()).or_default() += 1;
-            let outcome = if tick < frontier {
-                c.late += 1;
-                "late"
-            } else {
-                "applied"
-            };
-            metrics.events.with_label_values(&[event.body.type_name(), outcome]).inc();
-            let at = tick.max(frontier);
+            let at = c.admit(event.body.type_name(), tick, frontier, metrics);
             match &event.body {
                 EventBody::Request(_) => {
                     live.arrivals.lock().unwrap_or_else(|e| e.into_inner()).insert(position, now);
@@ -386,8 +378,7 @@ fn accept(
         }
         Err(rejection) => {
             live.clock.observe(from.source, from.partition, None, now);
-            c.reject(rejection.reason);
-            metrics.dlq.with_label_values(&[rejection.reason.name()]).inc();
+            c.reject(rejection.reason, metrics);
             dlq_in.push(frontier, DlqRecord::new(&from.dlq_source, position, rejection, bytes));
         }
     }

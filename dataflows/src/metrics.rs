@@ -12,12 +12,19 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The wire types of valid events.
+const EVENT_TYPES: [&str; 4] = ["upload", "engagement", "moderation", "request"];
+/// What happened to a valid event.
+pub const EVENT_OUTCOMES: [&str; 3] = ["applied", "late", "duplicate"];
+
 /// Every metric of a run.
 pub struct Metrics {
     /// The registry the endpoint encodes.
     pub registry: Registry,
-    /// Valid events read, by type and outcome (`applied`, `late`, `duplicate`).
+    /// Valid events read, by type and outcome (`applied`, `late`, `duplicate`); count with [`Metrics::event`].
     pub events: IntCounterVec,
+    /// `events` resolved once per (type, outcome): counting an event is then one atomic add, not a label lookup.
+    event_counters: Vec<IntCounter>,
     /// Rejected messages by DLQ reason.
     pub dlq: IntCounterVec,
     /// Responses by what was degraded (`none`, `ranker_fallback`, `partial_prefix`, …).
@@ -148,9 +155,26 @@ impl Metrics {
                 IntCounter::new("feedflow_kafka_client_errors_total", "Client errors reported by librdkafka")
                     .expect("valid"),
             ),
+            event_counters: Vec::new(),
             registry: r,
         };
+        let mut m = m;
+        m.event_counters = EVENT_TYPES
+            .iter()
+            .flat_map(|t| EVENT_OUTCOMES.iter().map(move |o| (t, o)))
+            .map(|(t, o)| m.events.with_label_values(&[t, o]))
+            .collect();
         Arc::new(m)
+    }
+
+    /// Counts one valid event of `type_name` (a wire type name) with `outcome` (one of [`EVENT_OUTCOMES`]).
+    pub fn event(&self, type_name: &str, outcome: &str) {
+        let t = EVENT_TYPES.iter().position(|x| *x == type_name);
+        let o = EVENT_OUTCOMES.iter().position(|x| *x == outcome);
+        match (t, o) {
+            (Some(t), Some(o)) => self.event_counters[t * EVENT_OUTCOMES.len() + o].inc(),
+            _ => self.events.with_label_values(&[type_name, outcome]).inc(),
+        }
     }
 
     /// The text exposition of every metric.
@@ -203,7 +227,7 @@ mod tests {
     #[test]
     fn the_endpoint_serves_the_text_format() {
         let m = Metrics::new();
-        m.events.with_label_values(&["upload", "applied"]).inc_by(3);
+        (0..3).for_each(|_| m.event("upload", "applied"));
         m.request_latency.observe(0.004);
         let addr = serve(m.clone(), "127.0.0.1:0").unwrap();
         let get = |path: &str| {

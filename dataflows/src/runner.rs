@@ -393,7 +393,7 @@ fn run_worker(
             SeenIds::new(dedupe_ticks, config.dedupe.max_ids_per_worker),
             move |e: &Event| {
                 dup_counters.borrow_mut().duplicates += 1;
-                dup_metrics.events.with_label_values(&[e.body.type_name(), "duplicate"]).inc();
+                dup_metrics.event(e.body.type_name(), "duplicate");
             },
         );
         // The user side joins engagements with uploads itself (every worker keeps
@@ -713,17 +713,7 @@ fn drive_file(
             Ok(event) => {
                 pacer.wait_for(event.ts);
                 let tick = tick_of(event.ts, tick_ms);
-                let mut c = counters.borrow_mut();
-                *c.events.entry(event.body.type_name().to_string()).or_default() += 1;
-                let effective = if tick < frontier {
-                    c.late += 1;
-                    frontier
-                } else {
-                    tick
-                };
-                drop(c);
-                let outcome = if effective == tick { "applied" } else { "late" };
-                shared.metrics.events.with_label_values(&[event.body.type_name(), outcome]).inc();
+                let effective = counters.borrow_mut().admit(event.body.type_name(), tick, frontier, &shared.metrics);
                 if tick > max_tick {
                     max_tick = tick;
                     let next = max_tick.saturating_sub(lateness);
@@ -741,8 +731,7 @@ fn drive_file(
                 events_in.push(effective, event);
             }
             Err(rejection) => {
-                counters.borrow_mut().reject(rejection.reason);
-                shared.metrics.dlq.with_label_values(&[rejection.reason.name()]).inc();
+                counters.borrow_mut().reject(rejection.reason, &shared.metrics);
                 dlq_in.push(frontier, DlqRecord::new(&source, position, rejection, bytes));
             }
         }

@@ -1,5 +1,6 @@
 //! Counters of a run and the summary printed at its end.
 
+use crate::metrics::Metrics;
 use crate::posts::RegistryStats;
 use crate::rank::RankStats;
 use feedflow_connectors::codec::RejectReason;
@@ -58,9 +59,21 @@ impl Counters {
         }
     }
 
-    /// Counts one rejection.
-    pub fn reject(&mut self, reason: RejectReason) {
+    /// Counts one rejection (here and in `metrics`).
+    pub fn reject(&mut self, reason: RejectReason, metrics: &Metrics) {
         *self.rejected.entry(reason.name().to_string()).or_default() += 1;
+        metrics.dlq.with_label_values(&[reason.name()]).inc();
+    }
+
+    /// Counts a valid event of `tick` read while the input frontier is `frontier`
+    /// (here and in `metrics`); returns the tick it enters at: its own, or the
+    /// frontier when it is late.
+    pub fn admit(&mut self, type_name: &str, tick: u64, frontier: u64, metrics: &Metrics) -> u64 {
+        *self.events.entry(type_name.to_string()).or_default() += 1;
+        let late = tick < frontier;
+        self.late += late as u64;
+        metrics.event(type_name, if late { "late" } else { "applied" });
+        tick.max(frontier)
     }
 
     /// Valid events of every type.
