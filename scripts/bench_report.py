@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Collects the benchmark results into one report: every figure with its target or its same-run reference.
+
+Usage:
+  python3 scripts/bench_report.py RESULTS_DIR REPORT.json
+
+Reads the `*.json` files `scripts/bench` writes in RESULTS_DIR (a missing one is skipped and named),
+writes REPORT.json in the "bench" format of `scripts/plot_report.py` (one figure per line of the
+table: value, unit, target or reference, which direction is better, whether the target is met) and
+prints the table as Markdown, ready for BENCHMARKS.md.
+"""
+import json
+import os
+import platform
+import sys
+
+
+def load(results, name):
+    path = os.path.join(results, f"{name}.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def figure(figures, name, value, unit, *, target=None, reference=None, reference_name=None, better="higher",
+           source=""):
+    if value is None:
+        return
+    met = None
+    if target is not None:
+        met = value <= target if better == "lower" else value >= target
+    figures.append({"name": name, "value": value, "unit": unit, "target": target, "reference": reference,
+                    "reference_name": reference_name, "better": better, "met": met, "source": source})
+
+
+def replay_figures(figs, r):
+    try:
+        log_mb = os.path.getsize(r["log"]) / 2**20
+    except OSError:
+        log_mb = None
+    for w, row in sorted(r["workers"].items()):
+        figure(figs, f"replay ingest, {w} worker(s)", row["median_events_per_s"], "events/s", target=300_000,
+               source="replay")
+        figure(figs, f"replay peak memory, {w} worker(s)", row["peak_rss_mb"], "MB", reference=log_mb,
+               reference_name="size of the log replayed", better="lower", source="replay")
+
+
+def serving_figures(figs, r):
+    targets = r.get("targets_ms", {})
+    for w, row in sorted(r["workers"].items()):
+        figure(figs, f"request service P50, {w} worker(s)", row["median_p50_ms"], "ms", target=targets.get("p50"),
+               better="lower", source="serving")
+        figure(figs, f"request service P99, {w} worker(s)", row["median_p99_ms"], "ms", target=targets.get("p99"),
+               better="lower", source="serving")
+
+
+def index_figures(figs, r):
+    targets = r.get("targets", {})
+    for size in r["sizes"]:
+        n = f"{size['n'] // 1000}k" if size["n"] < 1_000_000 else f"{size['n'] // 1_000_000}M"
+        figure(figs, f"index inserts, {n} posts, 1 thread", size.get("inserts_per_s_1_thread"), "vectors/s",
+               target=targets.get("inserts_per_s"), source="index")
+        two = size.get("inserts_per_s_2_threads_one_index") or size.get("inserts_per_s_2_shards")
+        figure(figs, f"index inserts, {n} posts, 2 threads", two, "vectors/s", target=targets.get("inserts_per_s"),
+               source="index")
+        figure(figs, f"index recall@100, {n} posts", size.get("recall_at_100"), "", target=targets.get("recall_at_100"),
+               source="index")
+        if size.get("ann_ms") and size.get("exact_scan_ms"):
+            figure(figs, f"ANN search vs exact scan, {n} posts", size["exact_scan_ms"] / size["ann_ms"], "x faster",
+                   reference=1.0, reference_name="exact brute-force scan", source="index")
+
+
+def ranking_figures(figs, r):
+    for row in r.get("sizes", []):
+        figure(figs, f"ONNX scoring, batch of {row['n']}", row["gflops"], "GFLOP/s",
+               reference=row["gflops"] / row["batching_speedup"], reference_name="one row per call, same run",
+               source="ranking")
+
+
+def freshness_figures(figs, r):
+    tick = r["tick_ms"]
+    up = r["upload_to_searchable_ms"]
+    figure(figs, "upload -> searchable, median (event time)", up["p50"], "ms", target=tick, better="lower",
+           source="freshness")
+    figure(figs, "upload -> searchable, max (event time)", up["max"], "ms", target=tick, better="lower",
+           source="freshness")
+    tr = r["burst_to_trending_ms"]
+    figure(figs, "burst crossing -> trending, max (event time)", tr["max"], "ms", target=tick, better="lower",
+           source="freshness")
+
+
+def quality_figures(figs, r):
+    engine, popularity = r["systems"]["engine"], r["systems"]["popularity"]
+    figure(figs, "HR@10, engine", engine["hr@10"], "", reference=popularity["hr@10"],
+           reference_name="popularity baseline", source="quality")
+    figure(figs, "HR@10 engine / popularity", engine["hr@10"] / popularity["hr@10"], "x", target=2.0,
+           source="quality")
+    if "oracle" in r["systems"]:
+        figure(figs, "HR@10, engine vs oracle", engine["hr@10"], "", reference=r["systems"]["oracle"]["hr@10"],
+               reference_name="oracle (true probabilities)", source="quality")
+
+
+def reference_figures(figs, r):
+    for w, row in sorted(r["workers"].items()):
+        figure(figs, f"sliding-window counts, {w} worker(s)", row["feedflow_engagements_per_s"], "engagements/s",
+               reference=row["reference_engagements_per_s"], reference_name="Bytewax, same log and run",
+               source="reference")
+
+
+def live_figures(figs, r):
+    latency = r["latency"]["latency_ms"]
+    rate = r["latency"].get("request_rate")
+    label = f"live end-to-end P99 at {rate:g} req/s" if rate else "live end-to-end P99"
+    figure(figs, label, latency["p99"], "ms", target=r.get("targets", {}).get("p99_ms"), better="lower",
+           source="live")
+    ingest = r["ingest"]
+    figure(figs, "ingest from Kafka", ingest["engine_events_per_s"], "events/s",
+           reference=ingest["plain_consumer_messages_per_s"], reference_name="plain consumer, same run",
+           source="live")
+
+
+SECTIONS = [("replay", replay_figures), ("serving", serving_figures), ("index", index_figures),
+            ("ranking", ranking_figures), ("freshness", freshness_figures), ("quality", quality_figures),
+            ("reference", reference_figures), ("live-r200", live_figures)]
+
+
+def human(value):
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    results, out = sys.argv[1], sys.argv[2]
+    figs, missing = [], []
+    for name, build in SECTIONS:
+        data = load(results, name)
+        if data is None:
+            missing.append(name)
+            continue
+        try:
+            build(figs, data)
+        except (KeyError, TypeError, ZeroDivisionError) as err:
+            print(f"bench_report: {name}.json lacks what the report needs ({err!r}); skipped", file=sys.stderr)
+            missing.append(name)
+    report = {"kind": "bench", "machine": f"{os.cpu_count()} vCPUs, {platform.machine()}", "figures": figs,
+              "missing": missing}
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    print("| figure | value | target or reference | ratio | target met |")
+    print("|---|---|---|---|---|")
+    for fig in figs:
+        unit = f" {fig['unit']}" if fig["unit"] else ""
+        if fig["target"] is not None:
+            base, base_value = f"target {human(fig['target'])}{unit}", fig["target"]
+        elif fig["reference"] is not None:
+            base, base_value = f"{fig['reference_name']}: {human(fig['reference'])}{unit}", fig["reference"]
+        else:
+            base, base_value = "", None
+        ratio = f"{fig['value'] / base_value:.2f}" if base_value else ""
+        met = {True: "yes", False: "**no**", None: ""}[fig["met"]]
+        print(f"| {fig['name']} | {human(fig['value'])}{unit} | {base} | {ratio} | {met} |")
+    if missing:
+        print(f"\n(no results for: {', '.join(missing)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
