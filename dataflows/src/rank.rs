@@ -344,23 +344,23 @@ impl Ranker {
                 }
             };
             let score = round6(scores[n]);
-            items.push(serde_json::json!({
-                "post_id": row.post_id,
-                "creator_id": row.creator_id,
-                "rank": rank + 1,
-                "score": score,
-                "source": source.name(),
-            }));
+            items.push(ResponseItem {
+                creator_id: row.creator_id,
+                post_id: row.post_id,
+                rank: rank + 1,
+                score,
+                source: source.name(),
+            });
             if !context.shadow {
                 served.insert(row.post_id, context.ts);
-                logged.push(serde_json::json!({
-                    "post_id": row.post_id,
-                    "rank": rank + 1,
-                    "source": source.name(),
-                    "features": &matrix[n * width..(n + 1) * width],
-                    "head_scores": heads.as_ref().map(|h| &h[n * HEADS.len()..(n + 1) * HEADS.len()]),
-                    "score": score,
-                }));
+                logged.push(ImpressionItem {
+                    features: &matrix[n * width..(n + 1) * width],
+                    head_scores: heads.as_ref().map(|h| &h[n * HEADS.len()..(n + 1) * HEADS.len()]),
+                    post_id: row.post_id,
+                    rank: rank + 1,
+                    score,
+                    source: source.name(),
+                });
             }
         }
         let partial = self.clock.as_ref().is_some_and(|c| c.partial(tick_of(context.ts, self.config.engine.tick_ms)));
@@ -376,28 +376,26 @@ impl Ranker {
                 m.ranker_fallback.inc();
             }
         }
-        let response = serde_json::json!({
-            "request_id": context.request_id,
-            "user_id": context.user_id,
-            "ts": context.ts,
-            "impression_id": impression,
-            "items": items,
-            "model": model,
-            "degraded": degraded,
-        })
-        .to_string();
+        let response = to_line(&Response {
+            degraded: degraded.as_deref(),
+            impression_id: &impression,
+            items: &items,
+            model: &model,
+            request_id: &context.request_id,
+            ts: context.ts,
+            user_id: context.user_id,
+        });
         let impression_line = (!context.shadow).then(|| {
-            serde_json::json!({
-                "impression_id": impression,
-                "request_id": context.request_id,
-                "user_id": context.user_id,
-                "ts": context.ts,
-                "model": model,
-                "features": FEATURES,
-                "heads": HEADS,
-                "items": logged,
+            to_line(&Impression {
+                features: &FEATURES,
+                heads: &HEADS,
+                impression_id: &impression,
+                items: &logged,
+                model: &model,
+                request_id: &context.request_id,
+                ts: context.ts,
+                user_id: context.user_id,
             })
-            .to_string()
         });
         let rank_us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
         let service_us = context.build_us.saturating_add(shard_us).saturating_add(rank_us);
@@ -418,6 +416,58 @@ impl Ranker {
             candidates: chosen.len() as u32,
         }
     }
+}
+
+// The output records. Fields are in alphabetical order: the order the JSON objects had when they were
+// built as `serde_json::Value` maps, so the wire format stays byte for byte what DESIGN.md shows. Feature
+// values and head scores are serialized as the f32 they are (shortest form, e.g. 0.2 rather than the
+// 0.20000000298023224 of a widening to f64): the same numbers, a third fewer bytes per impression.
+
+#[derive(Serialize)]
+struct ResponseItem {
+    creator_id: u64,
+    post_id: u64,
+    rank: usize,
+    score: f64,
+    source: &'static str,
+}
+
+#[derive(Serialize)]
+struct Response<'a> {
+    degraded: Option<&'a str>,
+    impression_id: &'a str,
+    items: &'a [ResponseItem],
+    model: &'a str,
+    request_id: &'a str,
+    ts: i64,
+    user_id: u64,
+}
+
+#[derive(Serialize)]
+struct ImpressionItem<'a> {
+    features: &'a [f32],
+    head_scores: Option<&'a [f32]>,
+    post_id: u64,
+    rank: usize,
+    score: f64,
+    source: &'static str,
+}
+
+#[derive(Serialize)]
+struct Impression<'a> {
+    features: &'a [&'static str],
+    heads: &'a [&'static str],
+    impression_id: &'a str,
+    items: &'a [ImpressionItem<'a>],
+    model: &'a str,
+    request_id: &'a str,
+    ts: i64,
+    user_id: u64,
+}
+
+/// One output line; the records above hold only strings, numbers and slices, which always serialize.
+fn to_line<T: Serialize>(record: &T) -> String {
+    serde_json::to_string(record).unwrap_or_default()
 }
 
 fn round6(x: f64) -> f64 {
