@@ -60,16 +60,23 @@ def index_figures(figs, r):
     targets = r.get("targets", {})
     for size in r["sizes"]:
         n = f"{size['n'] // 1000}k" if size["n"] < 1_000_000 else f"{size['n'] // 1_000_000}M"
-        figure(figs, f"index inserts, {n} posts, 1 thread", size.get("inserts_per_s_1_thread"), "vectors/s",
+        k, shards = size["k"], size["shards"]
+        figure(figs, f"index inserts, {n} posts, one index, 1 thread", size["inserts_per_s_1_thread"], "vectors/s",
                target=targets.get("inserts_per_s"), source="index")
-        two = size.get("inserts_per_s_2_threads_one_index") or size.get("inserts_per_s_2_shards")
-        figure(figs, f"index inserts, {n} posts, 2 threads", two, "vectors/s", target=targets.get("inserts_per_s"),
+        figure(figs, f"index inserts, {n} posts, {shards} shards, 2 threads", size["inserts_per_s_sharded_2_threads"],
+               "vectors/s", target=targets.get("inserts_per_s"), source="index")
+        figure(figs, f"recall@{k}, {n} posts, one index", size["recall_at_k"], "", target=targets.get("recall_at_100"),
                source="index")
-        figure(figs, f"index recall@100, {n} posts", size.get("recall_at_100"), "", target=targets.get("recall_at_100"),
-               source="index")
-        if size.get("ann_ms") and size.get("exact_scan_ms"):
-            figure(figs, f"ANN search vs exact scan, {n} posts", size["exact_scan_ms"] / size["ann_ms"], "x faster",
-                   reference=1.0, reference_name="exact brute-force scan", source="index")
+        figure(figs, f"recall@{k}, {n} posts, {shards} shards merged", size["recall_at_k_sharded"], "",
+               target=targets.get("recall_at_100"), source="index")
+        figure(figs, f"ANN search, {n} posts, one index", size["ann_ms"], "ms", reference=size["exact_scan_ms"],
+               reference_name="exact scan, same data", better="lower", source="index")
+        defaults = size.get("usearch_defaults")
+        if defaults:
+            figure(figs, f"index inserts, {n} posts, usearch defaults, 1 thread", defaults["inserts_per_s_1_thread"],
+                   "vectors/s", target=targets.get("inserts_per_s"), source="index")
+            figure(figs, f"recall@{k}, {n} posts, usearch defaults", defaults["recall_at_k"], "",
+                   target=targets.get("recall_at_100"), source="index")
 
 
 def ranking_figures(figs, r):

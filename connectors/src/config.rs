@@ -135,9 +135,11 @@ pub struct IndexConfig {
     #[serde(default = "default_shards")]
     pub shards: u32,
     /// HNSW graph degree (usearch "connectivity"); lower inserts faster, recalls less.
-    /// The defaults (12, 24, 400, i8) were measured with `operators/examples/index_tuning.rs`
-    /// on 30k clustered 64-d vectors: ~30k inserts/s on one core, recall@100 ≈ 0.95,
-    /// against ~9k inserts/s for usearch's own defaults (16, 64, f32).
+    /// The defaults (16, 32, 400, f16) come from `scripts/bench index`
+    /// (`dataflows/examples/index_bench.rs`, BENCHMARKS.md): on 100k clustered 64-d vectors in
+    /// 4 shards built by 2 threads they insert 30k–55k vectors/s with recall@100 ≈ 0.99; i8
+    /// storage (12, 24, 400) inserted faster but recalled 0.92, and usearch's own defaults
+    /// (16, 64, 128, f32) insert at about half the rate.
     #[serde(default = "default_connectivity")]
     pub connectivity: usize,
     /// HNSW candidate list size while inserting (usearch "expansion_add").
@@ -292,16 +294,16 @@ fn default_shards() -> u32 {
     4
 }
 fn default_connectivity() -> usize {
-    12
+    16
 }
 fn default_expansion_add() -> usize {
-    24
+    32
 }
 fn default_expansion_search() -> usize {
     400
 }
 fn default_quantization() -> String {
-    "i8".into()
+    "f16".into()
 }
 fn default_dedupe_horizon_ms() -> u64 {
     3_600_000

@@ -137,6 +137,16 @@ impl VectorShard {
         }
     }
 
+    /// Changes the candidate list size of later searches (recall against search time), without rebuilding.
+    pub fn set_expansion_search(&self, expansion: usize) {
+        self.index.change_expansion_search(expansion);
+    }
+
+    /// Bytes the index holds (graph and vectors), as usearch reports them.
+    pub fn memory_usage(&self) -> usize {
+        self.index.memory_usage()
+    }
+
     /// Approximate nearest neighbours: `(key, cosine distance)`, nearest first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>, ShardError> {
         self.validate(query)?;
@@ -179,6 +189,24 @@ mod tests {
         assert!(matches!(s.insert(1, &[1.0, f32::NAN, 0.0]), Err(ShardError::Degenerate(_))));
         assert!(matches!(s.insert(1, &[0.0, 0.0, 0.0]), Err(ShardError::Degenerate(_))));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_larger_search_list_finds_at_least_as_much_and_memory_is_reported() {
+        let mut s = shard();
+        for k in 0..2000u64 {
+            let x = k as f32 * 0.01;
+            s.insert(k, &[x.sin() + 1.5, x.cos(), 0.3]).unwrap();
+        }
+        assert!(s.memory_usage() > 2000 * 3 * 2);
+        let query = [1.5, 1.0, 0.3];
+        let exact: Vec<u64> = s.exact_search(&query, 50).unwrap().into_iter().map(|(k, _)| k).collect();
+        let found = |s: &VectorShard| s.search(&query, 50).unwrap().iter().filter(|(k, _)| exact.contains(k)).count();
+        s.set_expansion_search(16);
+        let narrow = found(&s);
+        s.set_expansion_search(1024);
+        let wide = found(&s);
+        assert!(wide >= narrow && wide >= 45, "recall with 1024 candidates: {wide}/50, with 16: {narrow}/50");
     }
 
     #[test]
