@@ -9,8 +9,9 @@
 //! The settings default to the engine's (`[index]` of the configuration). Data: N unit vectors
 //! clustered around 16 topic centroids, like the generator's posts; queries near the centroids.
 //! Measured, printed as one JSON object:
-//! - inserts/s into one index on one thread, and into the engine's layout: `[index] shards` shards
-//!   (owner = hash of the key) built on two threads at once, each thread (worker) owning half;
+//! - inserts/s into the engine's layout, `[index] shards` shards (owner = hash of the key) built by 1
+//!   and by 2 threads at once (each thread, like a worker, owning its shards), and into one index on
+//!   one thread;
 //! - recall@k of the single index and of the shards searched together and merged, against the true
 //!   top k by cosine (an exact scan of the f32 vectors);
 //! - the reference: the exact scan's time per query (plain Rust over the f32 vectors, and usearch's
@@ -36,8 +37,6 @@ struct Options {
     with_defaults: bool,
 }
 
-/// Threads building the sharded index: the machine's two cores, one per timely worker.
-const THREADS: usize = 2;
 
 fn parse_args() -> Result<Options, String> {
     let index = Config::default().index;
@@ -114,31 +113,11 @@ fn run(o: &Options) -> Result<Value, String> {
     eprintln!("index_bench: one index, one thread");
     let (one, one_s) = build(&o.settings, &vectors)?;
     // The engine's layout: `shards` logical shards (owner = hash of the key), each built by the
-    // thread (worker) that owns it, searched together and merged.
-    eprintln!("index_bench: {} shards on {THREADS} threads", o.shards);
-    let started = Instant::now();
-    let built: Vec<Result<Vec<VectorShard>, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let vectors = &vectors;
-                s.spawn(move || {
-                    (t..o.shards)
-                        .step_by(THREADS)
-                        .map(|shard| {
-                            let keys = (0..vectors.len()).filter(|i| mix64(*i as u64) as usize % o.shards == shard);
-                            build_keys(&o.settings, vectors, keys).map(|(index, _)| index)
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a shard build panicked".into()))).collect()
-    });
-    let two_s = started.elapsed().as_secs_f64();
-    let mut shards = Vec::new();
-    for owned in built {
-        shards.extend(owned?);
-    }
+    // thread (worker) that owns it, searched together and merged; with 1 and with 2 workers.
+    eprintln!("index_bench: {} shards on 1 thread", o.shards);
+    let (_, sharded_1_s) = build_sharded(o, &vectors, 1)?;
+    eprintln!("index_bench: {} shards on 2 threads", o.shards);
+    let (shards, sharded_2_s) = build_sharded(o, &vectors, 2)?;
 
     let (recall_one, ann_ms) = recall(&queries, &truth, o.k, |q| one.search(q, o.k))?;
     let (recall_sharded, ann_sharded_ms) = recall(&queries, &truth, o.k, |q| merged_search(&shards, q, o.k))?;
@@ -163,8 +142,8 @@ fn run(o: &Options) -> Result<Value, String> {
         "settings": settings_json(&o.settings),
         "inserts_per_s_1_thread": o.n as f64 / one_s,
         "shards": o.shards,
-        "threads": THREADS,
-        "inserts_per_s_sharded_2_threads": o.n as f64 / two_s,
+        "inserts_per_s_sharded_1_thread": o.n as f64 / sharded_1_s,
+        "inserts_per_s_sharded_2_threads": o.n as f64 / sharded_2_s,
         "recall_at_k": recall_one,
         "recall_at_k_sharded": recall_sharded,
         "ann_ms": ann_ms,
@@ -193,6 +172,34 @@ fn run(o: &Options) -> Result<Value, String> {
 fn settings_json(s: &ShardSettings) -> Value {
     json!({"connectivity": s.connectivity, "expansion_add": s.expansion_add,
            "expansion_search": s.expansion_search, "quantization": s.quantization})
+}
+
+/// `o.shards` shards (owner = hash of the key) built by `threads` threads at once, thread t owning
+/// shards t, t + threads, … like timely workers; and the seconds the whole build took.
+fn build_sharded(o: &Options, vectors: &[Vec<f32>], threads: usize) -> Result<(Vec<VectorShard>, f64), String> {
+    let started = Instant::now();
+    let built: Vec<Result<Vec<VectorShard>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..o.shards)
+                        .step_by(threads)
+                        .map(|shard| {
+                            let keys = (0..vectors.len()).filter(|i| mix64(*i as u64) as usize % o.shards == shard);
+                            build_keys(&o.settings, vectors, keys).map(|(index, _)| index)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a shard build panicked".into()))).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let mut shards = Vec::with_capacity(o.shards);
+    for owned in built {
+        shards.extend(owned?);
+    }
+    Ok((shards, seconds))
 }
 
 /// One index holding all `vectors` (key = position), and the seconds the inserts took.
