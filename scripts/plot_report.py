@@ -18,6 +18,7 @@ The report's top-level "kind" picks the chart:
               no target), raw value and unit next to each bar, a vertical "target" line at
               1.0. A figure may say "better":"lower" (e.g. latencies; guessed from time
               and size units when absent): its bar is then green when value <= target.
+              A figure with "role":"context" (measured for comparison) is drawn paler.
               Figures with neither target nor reference get no bar, only their value.
 
 Exit status 2 with a message for an unreadable or malformed report.
@@ -134,7 +135,9 @@ def plot_bench(report):
             color = "#1f77b4"
         else:
             ok = ratio <= 1.0 if lower_is_better(fig) else ratio >= 1.0
-            color = "#2ca02c" if ok else "#d62728"
+            # A figure measured for comparison (a setting the engine does not use): paler shades.
+            context = fig.get("role") == "context"
+            color = ("#98df8a" if context else "#2ca02c") if ok else ("#ff9896" if context else "#d62728")
         rows.append((str(fig.get("name", f"figure {k + 1}")), ratio, text, color))
 
     ratios = [r for _, r, _, _ in rows if r is not None]

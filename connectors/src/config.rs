@@ -132,6 +132,8 @@ pub struct IndexConfig {
     pub dimensions: usize,
     /// Number of logical HNSW shards (owner = hash of post_id). Fixed apart
     /// from the worker count, so every worker count builds the same shards.
+    /// Default 4 (BENCHMARKS.md, index): enough up to ~100k posts; near 1M posts
+    /// 8 shards with `expansion_search = 800` keep recall@100 ≥ 0.95.
     #[serde(default = "default_shards")]
     pub shards: u32,
     /// HNSW graph degree (usearch "connectivity"); lower inserts faster, recalls less.
