@@ -164,6 +164,7 @@ fn live_responses_equal_file_mode_and_bad_messages_reach_the_dlq() {
         "feedflow_request_latency_seconds_count",
         "feedflow_frontier_ts_ms",
         "feedflow_frontier_lag_ms",
+        "feedflow_processed_ts_ms",
         "feedflow_index_size",
         "feedflow_insert_to_searchable_seconds_count",
         "feedflow_trending_pool_size",
@@ -180,6 +181,7 @@ fn live_responses_equal_file_mode_and_bad_messages_reach_the_dlq() {
         "feedflow_request_latency_seconds_count",
         "feedflow_index_size",
         "feedflow_frontier_ts_ms",
+        "feedflow_processed_ts_ms",
         "feedflow_output_messages_total",
     ] {
         assert!(metric(&after, name) > metric(&before, name), "{name} did not move");

@@ -295,18 +295,22 @@ pub(crate) fn drive_kafka(
             last_sync = Instant::now();
             metrics.index_size.with_label_values(&[&index.to_string()]).set(registry.borrow().index_len() as i64);
             if index == 0 {
-                sync_shared_metrics(live, frontier, tick_ms, &mut errors_seen);
+                let processed = probe.with_frontier(|f| f.first().copied()).unwrap_or(frontier.tick);
+                sync_shared_metrics(live, frontier, processed, tick_ms, &mut errors_seen);
             }
             if options.progress && index == 0 && !progress_every.is_zero() && last_progress.elapsed() >= progress_every
             {
                 last_progress = Instant::now();
                 let total = lines.load(Ordering::Relaxed);
                 let lag: i64 = live.lag.lock().unwrap_or_else(|e| e.into_inner()).values().sum();
+                // How far the graph trails the input frontier: the wait a request read now has ahead.
+                let processed = probe.with_frontier(|f| f.first().copied()).unwrap_or(frontier.tick);
                 eprintln!(
-                    "[feedflow] live  {} messages  {:.0}/s  frontier {}  consumer lag {}  responses delivered {}",
+                    "[feedflow] live  {} messages  {:.0}/s  frontier {}  processed {} ms behind  consumer lag {}  responses delivered {}",
                     total,
                     total as f64 / started.elapsed().as_secs_f64().max(1e-9),
                     frontier.tick.saturating_mul(tick_ms),
+                    frontier.tick.saturating_sub(processed).saturating_mul(tick_ms),
                     lag,
                     live.producer.counters().delivered.load(Ordering::Relaxed),
                 );
@@ -385,10 +389,17 @@ fn accept(
 }
 
 /// Copies the clients' figures into the metrics (worker 0, every [`SYNC_EVERY`]).
-fn sync_shared_metrics(live: &Live, frontier: crate::live::Frontier, tick_ms: u64, errors_seen: &mut u64) {
+fn sync_shared_metrics(
+    live: &Live,
+    frontier: crate::live::Frontier,
+    processed: u64,
+    tick_ms: u64,
+    errors_seen: &mut u64,
+) {
     let m = live.metrics();
     let frontier_ts = frontier.tick.saturating_mul(tick_ms) as i64;
     m.frontier_ts.set(frontier_ts);
+    m.processed_ts.set(processed.saturating_mul(tick_ms) as i64);
     let newest_ts = frontier.newest.map_or(frontier_ts, |t| ((t + 1) * tick_ms) as i64);
     m.frontier_lag.set((newest_ts - frontier_ts).max(0));
     for ((topic, partition), lag) in live.lag.lock().unwrap_or_else(|e| e.into_inner()).iter() {

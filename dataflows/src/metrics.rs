@@ -35,6 +35,8 @@ pub struct Metrics {
     pub frontier_ts: IntGauge,
     /// Newest event time read minus the frontier, in ms: how far time is held back.
     pub frontier_lag: IntGauge,
+    /// Event time every output is complete up to (ms): the input frontier minus the graph's backlog.
+    pub processed_ts: IntGauge,
     /// Vectors in the index, per worker.
     pub index_size: IntGaugeVec,
     /// Wall time from reading an upload to the end of its tick (searchable from then on).
@@ -100,6 +102,11 @@ impl Metrics {
             frontier_lag: register(
                 &r,
                 IntGauge::new("feedflow_frontier_lag_ms", "Newest event time read minus the frontier (ms)")
+                    .expect("valid"),
+            ),
+            processed_ts: register(
+                &r,
+                IntGauge::new("feedflow_processed_ts_ms", "Event time every output is complete up to (ms)")
                     .expect("valid"),
             ),
             index_size: register(

@@ -4,6 +4,7 @@
 //! - [`tick_batch`]: per-tick, per-key delivery of complete batches (deterministic state updates).
 //! - [`sliding_window`]: sliding windows as retractions in differential.
 //! - [`schedule`]: hold future updates (window expiries) until they are due.
+//! - [`pending`]: records waiting for later ticks behind one capability (cheap progress tracking).
 //! - [`expire`]: drop records once older than a time-to-live.
 //! - [`sum_by_key`]: per-key sums as a change stream (count_total for totally ordered ticks).
 //! - [`top_k`]: incrementally maintained top-k per key.
@@ -22,6 +23,7 @@ pub mod dedupe;
 pub mod expire;
 pub mod hash;
 pub mod onnx_scorer;
+pub mod pending;
 pub mod rerank;
 pub mod schedule;
 pub mod session_window;

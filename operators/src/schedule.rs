@@ -8,13 +8,10 @@
 
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::{AsCollection, VecCollection};
-use std::collections::BTreeMap;
+use crate::pending::Pending;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 
-/// Updates waiting for their time, with a capability to send them then.
-type Held<D, R> = BTreeMap<u64, (Capability<u64>, Vec<(D, u64, R)>)>;
 
 /// Adds, for some updates, a second update at a later time, released when due.
 pub trait Schedule<'scope, D, R> {
@@ -31,7 +28,7 @@ impl<'scope, D: Clone + 'static, R: Semigroup + 'static> Schedule<'scope, D, R> 
     where
         F: FnMut(&(D, u64, R)) -> Option<(D, u64, R)> + 'static,
     {
-        let mut held: Held<D, R> = BTreeMap::new();
+        let mut held: Pending<(D, u64, R)> = Pending::default();
         self.inner
             .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(D, u64, R)>>, _, _, _>(
                 Pipeline,
@@ -44,10 +41,7 @@ impl<'scope, D: Clone + 'static, R: Semigroup + 'static> Schedule<'scope, D, R> 
                             for update in data.flat_map(|batch| batch.drain(..)) {
                                 if let Some(next) = later(&update) {
                                     let due = next.1.max(update.1);
-                                    held.entry(due)
-                                        .or_insert_with(|| (cap.delayed(&due, port), Vec::new()))
-                                        .1
-                                        .push(next);
+                                    held.push(due, next, || cap.delayed(&due, port));
                                 }
                                 now.push(update);
                             }
@@ -56,11 +50,7 @@ impl<'scope, D: Clone + 'static, R: Semigroup + 'static> Schedule<'scope, D, R> 
                         });
                         // Due once no input can arrive before the scheduled time.
                         let earliest_input = frontier.frontier().first().copied();
-                        while let Some(entry) = held.first_entry() {
-                            if earliest_input.is_some_and(|t| t < *entry.key()) {
-                                break;
-                            }
-                            let (_, (cap, updates)) = entry.remove_entry();
+                        while let Some((cap, updates)) = held.pop_ready(|due| earliest_input.is_none_or(|t| t >= due)) {
                             output.session(&cap).give_iterator(updates.into_iter());
                         }
                     }

@@ -19,10 +19,9 @@
 //! assert_eq!(captured.extract(), vec![(0, vec![45])]);
 //! ```
 
-use std::collections::BTreeMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use crate::pending::Pending;
 use timely::dataflow::StreamVec;
 
 /// Buffers records per tick and applies `logic` to each completed tick, in order.
@@ -82,7 +81,7 @@ where
     T: Fn(&D) -> u64 + 'static,
     L: FnMut(u64, Vec<D>, &mut Vec<D2>) + 'static,
 {
-    let mut pending: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
+    let mut pending: Pending<D> = Pending::default();
     let mut produced = Vec::new();
     stream.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<D2>>, _, _, _>(
         Exchange::new(move |d: &D| route(d)),
@@ -94,29 +93,19 @@ where
                     let port = output.output_index();
                     match &time_of {
                         None => {
-                            let entry = pending.entry(tick).or_insert_with(|| (cap.delayed(&tick, port), Vec::new()));
-                            for batch in data {
-                                entry.1.append(batch);
-                            }
+                            let records = data.flat_map(|batch| batch.drain(..));
+                            pending.extend(tick, records, || cap.delayed(&tick, port));
                         }
                         Some(time_of) => {
                             for record in data.flat_map(|batch| batch.drain(..)) {
                                 let at = time_of(&record).max(tick);
-                                pending
-                                    .entry(at)
-                                    .or_insert_with(|| (cap.delayed(&at, port), Vec::new()))
-                                    .1
-                                    .push(record);
+                                pending.push(at, record, || cap.delayed(&at, port));
                             }
                         }
                     }
                 });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (tick, (cap, records)) = entry.remove_entry();
-                    logic(tick, records, &mut produced);
+                while let Some((cap, records)) = pending.pop_ready(|tick| !frontier.less_equal(&tick)) {
+                    logic(*cap.time(), records, &mut produced);
                     if !produced.is_empty() {
                         output.session(&cap).give_iterator(produced.drain(..));
                     }
