@@ -55,7 +55,7 @@ pub struct Enriched {
     /// The post's creator.
     pub creator_id: u64,
     /// The post's category.
-    pub category: String,
+    pub category: Arc<str>,
     /// What they did.
     pub kind: EngagementKind,
     /// Dwell, when given.

@@ -115,8 +115,8 @@ pub enum ShardInput {
     Event(Event),
     /// A request's context, addressed to one worker.
     Query(u64, Arc<RequestContext>),
-    /// A co-engagement pair, kept at its item's shard.
-    Pair(CoPair),
+    /// Co-engagement pairs whose items live at this logical shard.
+    Pairs(u32, Vec<CoPair>),
 }
 
 /// The state of the shards owned by one worker.
@@ -210,7 +210,7 @@ impl Registry {
             match input {
                 ShardInput::Event(e) => events.push(e),
                 ShardInput::Query(_, q) => queries.push(q),
-                ShardInput::Pair(p) => pairs.push(p),
+                ShardInput::Pairs(_, batch) => pairs.extend(batch),
             }
         }
         self.serving.expire(tick.saturating_sub(1));
@@ -223,7 +223,8 @@ impl Registry {
                 }
             }
         }
-        pairs.sort_by_key(|p| (p.tick, p.anchor, p.item));
+        // Pairs with equal keys are equal, so an unstable sort gives the same order (and is cheaper).
+        pairs.sort_unstable_by_key(|p| (p.tick, p.anchor, p.item));
         for p in pairs {
             self.serving.related.add(p.tick, p.anchor, p.item);
         }
@@ -347,7 +348,7 @@ pub fn post_registry<'scope>(
         move |input: &ShardInput| match input {
             ShardInput::Event(e) => route_event(e, shards),
             ShardInput::Query(worker, _) => *worker,
-            ShardInput::Pair(p) => shard_of(p.item, shards) as u64,
+            ShardInput::Pairs(shard, _) => *shard as u64,
         },
         move |tick, batch, out| registry.borrow_mut().apply_inputs(tick, batch, out),
     )

@@ -399,12 +399,17 @@ fn run_worker(
         // The user side joins engagements with uploads itself (every worker keeps
         // every upload's metadata), so no stage feeds back into an earlier one.
         // Split by type once: cloning the whole stream for each consumer would copy every event (and its embedding) four times.
+        // The event id has done its work once deduplicated; dropping it here spares
+        // a string copy each time an event is cloned or exchanged further on.
         let mut by_type = events
-            .partition(4, |e| match e.body {
-                EventBody::Upload(_) => (0, e),
-                EventBody::Engagement(_) => (1, e),
-                EventBody::Moderation(_) => (2, e),
-                EventBody::Request(_) => (3, e),
+            .partition(4, |mut e| {
+                e.event_id = None;
+                match e.body {
+                    EventBody::Upload(_) => (0, e),
+                    EventBody::Engagement(_) => (1, e),
+                    EventBody::Moderation(_) => (2, e),
+                    EventBody::Request(_) => (3, e),
+                }
             })
             .into_iter();
         let (uploads, engagements, moderation, requests) =
@@ -419,7 +424,7 @@ fn run_worker(
         let mut user_parts = user_out
             .partition(2, |o| match o {
                 UserOutput::Context(_) => (0, o),
-                UserOutput::Pair(_) => (1, o),
+                UserOutput::Pairs(..) => (1, o),
             })
             .into_iter();
         let (contexts, pairs) = (user_parts.next().unwrap(), user_parts.next().unwrap());
@@ -430,7 +435,7 @@ fn run_worker(
         let queries =
             contexts.clone().flat_map(move |c| (0..peers as u64).map(move |w| ShardInput::Query(w, c.clone())));
         let pairs = pairs.flat_map(|o| match o {
-            UserOutput::Pair(p) => Some(ShardInput::Pair(p)),
+            UserOutput::Pairs(shard, batch) => Some(ShardInput::Pairs(shard, batch)),
             _ => None,
         });
         let post_events =

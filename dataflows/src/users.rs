@@ -12,6 +12,7 @@
 
 use crate::interest::Interests;
 use crate::model::{engagement_weight_milli, Enriched};
+use crate::posts::shard_of;
 use crate::serving::RequestContext;
 use crate::waiting::WaitingEngagements;
 use feedflow_connectors::config::Config;
@@ -84,7 +85,8 @@ impl UserInput {
 /// A post as the user side keeps it.
 struct KnownPost {
     creator_id: u64,
-    category: String,
+    /// Shared with every engagement joined with the post (no copy per engagement).
+    category: Arc<str>,
     embedding: Arc<[f32]>,
 }
 
@@ -104,8 +106,9 @@ pub struct CoPair {
 pub enum UserOutput {
     /// A request ready for the shards.
     Context(Arc<RequestContext>),
-    /// A co-engagement pair.
-    Pair(CoPair),
+    /// A tick's co-engagement pairs whose item lives at one logical shard (the first field).
+    /// Pairs outnumber events several times over, so they travel one batch per shard and tick.
+    Pairs(u32, Vec<CoPair>),
 }
 
 /// A time-decayed number.
@@ -211,7 +214,7 @@ impl Users {
             if self.posts.contains_key(&p.post_id) {
                 continue;
             }
-            let known = KnownPost { creator_id: p.creator_id, category: p.category, embedding: p.embedding };
+            let known = KnownPost { creator_id: p.creator_id, category: p.category.into(), embedding: p.embedding };
             self.posts.insert(p.post_id, known);
             for event in self.waiting.release(p.post_id, tick) {
                 joined.extend(self.join(tick, &event));
@@ -229,8 +232,15 @@ impl Users {
             }
         }
         joined.sort_by_key(Enriched::order_key);
+        let shards = self.config.index.shards.max(1);
+        let mut pairs: Vec<Vec<CoPair>> = vec![Vec::new(); shards as usize];
         for e in &joined {
-            self.apply_profile(e, out);
+            self.apply_profile(e, &mut |pair| pairs[shard_of(pair.item, shards) as usize].push(pair));
+        }
+        for (shard, batch) in pairs.into_iter().enumerate() {
+            if !batch.is_empty() {
+                out.push(UserOutput::Pairs(shard as u32, batch));
+            }
         }
         self.interests.apply_tick(joined);
     }
@@ -253,7 +263,7 @@ impl Users {
         })
     }
 
-    fn apply_profile(&mut self, e: &Enriched, out: &mut Vec<UserOutput>) {
+    fn apply_profile(&mut self, e: &Enriched, pair: &mut impl FnMut(CoPair)) {
         let keep = self.pairs_per_user.max(self.anchors);
         let p = self.profiles.entry(e.user_id).or_default();
         p.engaged.insert(e.post_id, e.ts);
@@ -272,14 +282,21 @@ impl Users {
             p.creators.entry(e.creator_id).or_default().add(e.ts, weight, self.half_life_ms);
         }
         if e.weight_milli > 0 {
-            p.categories.entry(e.category.clone()).or_default().add(e.ts, weight, self.half_life_ms);
+            match p.categories.get_mut(&*e.category) {
+                Some(d) => d.add(e.ts, weight, self.half_life_ms),
+                None => {
+                    let mut d = Decayed::default();
+                    d.add(e.ts, weight, self.half_life_ms);
+                    p.categories.insert(e.category.to_string(), d);
+                }
+            }
             // Pairs with the user's earlier positives inside the related window, both ways.
             let oldest = e.ts - self.related_window_ms as i64;
             for &(_, q) in
                 p.recent_positives.iter().filter(|(ts, q)| *ts > oldest && *q != e.post_id).take(self.pairs_per_user)
             {
-                out.push(UserOutput::Pair(CoPair { tick: e.tick, anchor: q, item: e.post_id }));
-                out.push(UserOutput::Pair(CoPair { tick: e.tick, anchor: e.post_id, item: q }));
+                pair(CoPair { tick: e.tick, anchor: q, item: e.post_id });
+                pair(CoPair { tick: e.tick, anchor: e.post_id, item: q });
             }
             p.recent_positives.retain(|(_, q)| *q != e.post_id);
             p.recent_positives.push_front((e.ts, e.post_id));

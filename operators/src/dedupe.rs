@@ -113,11 +113,18 @@ impl<'scope, D: timely::ExchangeData + Clone> Dedupe<'scope, D> for StreamVec<'s
         K: Ord,
         F: FnMut(&D) + 'static,
     {
-        self.tick_batch(name, route, move |tick, mut batch, out| {
+        self.tick_batch(name, route, move |tick, batch, out| {
             memory.expire(tick);
-            batch.sort_by_key(|r| (id(r), order(r)));
-            for record in batch {
-                match id(&record) {
+            // Sort the keys and visit the records in their order: records may be
+            // large, and moving them around while sorting costs more than the check.
+            // The index breaks no ties (the order is total), it only finds the record.
+            let mut keys: Vec<(Option<u64>, K, usize)> =
+                batch.iter().enumerate().map(|(i, r)| (id(r), order(r), i)).collect();
+            keys.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+            let mut slots: Vec<Option<D>> = batch.into_iter().map(Some).collect();
+            for (key, _, i) in keys {
+                let record = slots[i].take().expect("every index is visited once");
+                match key {
                     Some(key) if !memory.first_seen(key, tick) => on_duplicate(&record),
                     _ => out.push(record),
                 }
