@@ -162,6 +162,8 @@ fn live_responses_equal_file_mode_and_bad_messages_reach_the_dlq() {
         "feedflow_dlq_total",
         "feedflow_responses_total",
         "feedflow_request_latency_seconds_count",
+        "feedflow_request_stage_seconds_count{stage=\"input_closed\"}",
+        "feedflow_request_stage_seconds_count{stage=\"answered\"}",
         "feedflow_frontier_ts_ms",
         "feedflow_frontier_lag_ms",
         "feedflow_processed_ts_ms",

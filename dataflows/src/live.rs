@@ -38,6 +38,9 @@ struct ClockState {
     waiting: BTreeMap<u64, Instant>,
     /// Tick ranges `[from, to)` the frontier skipped for a waiting request.
     partial: Vec<(u64, u64)>,
+    /// For each tick with requests that the frontier passed since the last `take_input_waits`:
+    /// how long its earliest request waited for it.
+    input_waits: Vec<Duration>,
 }
 
 /// The event-time clock of a live run.
@@ -137,9 +140,17 @@ impl LiveClock {
             s.partial.push((frontier, tick + 1));
             frontier = tick + 1;
         }
-        s.waiting = s.waiting.split_off(&frontier);
+        let still_waiting = s.waiting.split_off(&frontier);
+        let closed = std::mem::replace(&mut s.waiting, still_waiting);
+        s.input_waits.extend(closed.values().map(|arrival| now.saturating_duration_since(*arrival)));
         s.frontier = frontier;
         Frontier { tick: frontier, newest: s.newest, all_idle }
+    }
+
+    /// How long the earliest request of each tick closed since the last call waited for its tick
+    /// to close at the input (the `input_closed` stage of the request latency).
+    pub fn take_input_waits(&self) -> Vec<Duration> {
+        std::mem::take(&mut self.state().input_waits)
     }
 
     /// Whether a request of `tick` was answered before every partition reached its tick.
@@ -226,6 +237,8 @@ mod tests {
         // Answered requests stop waiting: no further forcing.
         c.request_read(20, t0 + ms(60));
         assert_eq!(c.frontier(t0 + ms(70)).tick, 10);
+        assert_eq!(c.take_input_waits(), vec![ms(60)], "tick 9's request waited 60 ms; tick 20 is still open");
+        assert!(c.take_input_waits().is_empty());
     }
 
     #[test]

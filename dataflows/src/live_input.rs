@@ -61,6 +61,26 @@ pub struct Live {
     control: LiveControl,
     /// Request latencies (µs, arrival → delivery report) for the summary.
     latencies_us: Arc<Mutex<Vec<u32>>>,
+    /// Stage latencies (µs) for the summary, in the order of [`RequestStage`].
+    stages_us: Mutex<[Vec<u32>; 2]>,
+}
+
+/// A point on a request's way from the consumer to the producer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RequestStage {
+    /// Its tick closed at the input (timed for the earliest request of each tick).
+    InputClosed = 0,
+    /// Its response was handed to the producer.
+    Answered = 1,
+}
+
+impl RequestStage {
+    fn label(self) -> &'static str {
+        match self {
+            RequestStage::InputClosed => "input_closed",
+            RequestStage::Answered => "answered",
+        }
+    }
 }
 
 /// How long to keep trying to reach the broker at start before giving up.
@@ -129,6 +149,7 @@ impl Live {
             registered: AtomicUsize::new(0),
             control,
             latencies_us,
+            stages_us: Mutex::new([Vec::new(), Vec::new()]),
         })
     }
 
@@ -136,22 +157,37 @@ impl Live {
     pub(crate) fn output_summary(&self) -> String {
         let c = self.producer.counters();
         let mut l = self.latencies_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        l.sort_unstable();
-        let pct =
-            |q: f64| if l.is_empty() { 0.0 } else { l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0 };
+        let [mut closed, mut answered] = self.stages_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let pct = |l: &mut Vec<u32>, q: f64| {
+            l.sort_unstable();
+            if l.is_empty() {
+                0.0
+            } else {
+                l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+            }
+        };
         format!(
-            "  outputs   {} messages delivered, {} failed deliveries sent again; request latency (arrival → delivered) P50 {:.1} ms, P99 {:.1} ms over {} requests",
+            "  outputs   {} messages delivered, {} failed deliveries sent again; request latency (arrival → delivered) P50 {:.1} ms, P99 {:.1} ms over {} requests (tick closed at the input P50 {:.1} ms, answered P50 {:.1} ms)",
             c.delivered.load(Ordering::Relaxed),
             c.failed.load(Ordering::Relaxed),
-            pct(0.5),
-            pct(0.99),
-            l.len()
+            pct(&mut l, 0.5),
+            pct(&mut l, 0.99),
+            l.len(),
+            pct(&mut closed, 0.5),
+            pct(&mut answered, 0.5),
         )
     }
 
     /// The arrival time of the request read at `position`, forgotten once taken.
     pub(crate) fn take_arrival(&self, position: &Position) -> Option<Instant> {
         self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).remove(position)
+    }
+
+    /// Records how long after its arrival a request reached `stage`.
+    pub(crate) fn record_stage(&self, stage: RequestStage, since_arrival: Duration) {
+        self.metrics().request_stage.with_label_values(&[stage.label()]).observe(since_arrival.as_secs_f64());
+        let us = since_arrival.as_micros().min(u32::MAX as u128) as u32;
+        self.stages_us.lock().unwrap_or_else(|e| e.into_inner())[stage as usize].push(us);
     }
 
     fn metrics(&self) -> &Metrics {
@@ -268,6 +304,9 @@ pub(crate) fn drive_kafka(
         events_in.flush();
         dlq_in.flush();
         let frontier = live.clock.frontier(Instant::now());
+        for waited in live.clock.take_input_waits() {
+            live.record_stage(RequestStage::InputClosed, waited);
+        }
         if frontier.tick > events_in.frontier().unwrap_or(0) {
             events_in.advance_to(frontier.tick);
             dlq_in.advance_to(frontier.tick);

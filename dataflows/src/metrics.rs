@@ -4,7 +4,7 @@
 //! listed in the README; every name starts with `feedflow_`.
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use std::io::{Read, Write};
@@ -31,6 +31,9 @@ pub struct Metrics {
     pub responses: IntCounterVec,
     /// Request latency: arrival at the consumer → the response's delivery report (live mode).
     pub request_latency: Histogram,
+    /// Where a request's latency goes: read → its tick closed at the input (`input_closed`),
+    /// read → its response handed to the producer (`answered`).
+    pub request_stage: HistogramVec,
     /// Event time of the input frontier (ms since the epoch).
     pub frontier_ts: IntGauge,
     /// Newest event time read minus the frontier, in ms: how far time is held back.
@@ -92,6 +95,18 @@ impl Metrics {
                         "Request arrival at the consumer to the response's delivery report",
                     )
                     .buckets(latency_buckets.clone()),
+                )
+                .expect("valid"),
+            ),
+            request_stage: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "feedflow_request_stage_seconds",
+                        "Request arrival at the consumer to a stage: input_closed (its tick complete), answered (response sent)",
+                    )
+                    .buckets(latency_buckets.clone()),
+                    &["stage"],
                 )
                 .expect("valid"),
             ),

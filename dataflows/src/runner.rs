@@ -8,7 +8,7 @@
 //! produced to the output topics.
 
 use crate::interest::{Interests, UserVectors};
-use crate::live_input::{drive_kafka, Live, LiveControl};
+use crate::live_input::{drive_kafka, Live, LiveControl, RequestStage};
 use crate::metrics::Metrics;
 use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
 use crate::pools::{fresh_pool, popularity};
@@ -212,6 +212,9 @@ fn write_lines(writer: &Writer, error: &Rc<RefCell<Option<String>>>, lines: impl
             for line in lines {
                 let key = line.key.map(|k| k.to_string());
                 let arrival = line.request.and_then(|p| live.take_arrival(&p));
+                if let Some(at) = arrival {
+                    live.record_stage(RequestStage::Answered, at.elapsed());
+                }
                 producer.send(topic, key.as_deref().map(str::as_bytes), line.json.as_bytes(), arrival);
             }
         }
