@@ -211,8 +211,21 @@ impl Registry {
         // ANN over each logical shard of this worker.
         // A cold-start user (no positive engagement yet) gets popular, trending, fresh and exploration only.
         if !context.cold_start() && !context.query.is_empty() && s.ann_k > 0 {
+            // The index holds recommendable posts only, so the search's filter (called for every
+            // node visited) needs just the user's exclusions: no post lookup. The user's own posts
+            // and those of hidden creators come from `by_creator`, which holds this worker's
+            // recommendable posts like its shards do.
+            let mut unwanted: Vec<u64> = context
+                .hidden_creators
+                .iter()
+                .chain(std::iter::once(&context.user_id))
+                .filter_map(|creator| serving.by_creator.get(creator))
+                .flat_map(|posts| posts.iter().map(|(_, post_id)| *post_id))
+                .collect();
+            unwanted.sort_unstable();
+            let filter =
+                |key: u64| context.excluded.binary_search(&key).is_err() && unwanted.binary_search(&key).is_err();
             for shard in self.shards.values() {
-                let filter = |key: u64| usable(key).is_some();
                 if let Ok(hits) = shard.filtered_search(&context.query, s.ann_k, filter) {
                     for (post_id, distance) in hits {
                         if let Some(post) = usable(post_id) {

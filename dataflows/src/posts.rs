@@ -38,10 +38,10 @@ pub fn shard_of(post_id: u64, shards: u32) -> u32 {
 pub struct PostState {
     /// Author.
     pub creator_id: u64,
-    /// Category name.
-    pub category: String,
-    /// Content type.
-    pub content_type: String,
+    /// Category name (shared with the candidate rows made from the post).
+    pub category: Arc<str>,
+    /// Content type (shared likewise).
+    pub content_type: Arc<str>,
     /// Embedding as uploaded.
     pub embedding: Arc<[f32]>,
     /// Visibility.
@@ -183,7 +183,7 @@ impl Registry {
     }
 
     fn info(post_id: u64, p: &PostState) -> PostInfo {
-        PostInfo { post_id, creator_id: p.creator_id, category: p.category.clone(), upload_tick: p.upload_tick }
+        PostInfo { post_id, creator_id: p.creator_id, category: p.category.to_string(), upload_tick: p.upload_tick }
     }
 
     /// Counts an engagement on a known post: velocity and popularity when positive.
@@ -252,8 +252,8 @@ impl Registry {
                     let (blocked, demoted) = self.early_moderation.remove(&u.post_id).unwrap_or((false, false));
                     let state = PostState {
                         creator_id: u.creator_id,
-                        category: u.category.clone(),
-                        content_type: u.content_type.clone(),
+                        category: Arc::from(u.category.as_str()),
+                        content_type: Arc::from(u.content_type.as_str()),
                         embedding: Arc::from(u.embedding.as_slice()),
                         is_public: u.is_public,
                         blocked,

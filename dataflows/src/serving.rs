@@ -145,9 +145,9 @@ pub struct CandidateRow {
     /// Its creator.
     pub creator_id: u64,
     /// Its category.
-    pub category: String,
+    pub category: Arc<str>,
     /// Its content type.
-    pub content_type: String,
+    pub content_type: Arc<str>,
     /// Its embedding as uploaded.
     pub embedding: Arc<[f32]>,
     /// Upload time (ms).
