@@ -62,10 +62,15 @@
 //! clamped into `[-1, 1]`; it is 0 when either vector is zero, when the lengths
 //! differ, or when the result is not finite (NaN or infinite components).
 //!
-//! Cost: `O(k · n · d)` time for `d`-dimensional embeddings and `O(n)` memory;
-//! `maxsim` is updated incrementally with each newly placed item.
+//! Cost: at most `O(k · n · d)` time for `d`-dimensional embeddings and `O(n)`
+//! memory. `maxsim` is brought up to date lazily: as it only grows, a
+//! candidate's last MMR value bounds its current one, and only candidates that
+//! reach the top of a queue ordered by that bound are compared with the items
+//! placed since (typically a small share of the `k · n` similarities).
 
 use crate::hash::FastMap;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// The limits and slot shares of one page.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -207,29 +212,60 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
     let norms: Vec<f64> = candidates.iter().map(|c| norm(c.embedding)).collect();
     let mut caps = PageCaps::new(candidates, rules.max_per_author, rules.group_cap());
     let mut placed = vec![false; candidates.len()];
-    // Largest similarity to the items on the page; meaningful for unplaced candidates once the page is non-empty.
+    // Largest similarity to the first `seen[i]` items of the page (all of them, unless `lazy`).
     let mut max_similarity = vec![0.0f64; candidates.len()];
+    let mut seen = vec![0usize; candidates.len()];
     let lambda = rules.mmr_lambda;
-    let mut page = Vec::with_capacity(plan.len());
+    // With 0 ≤ λ ≤ 1 a candidate's MMR value can only fall as the page grows (maxsim only
+    // grows), so a value computed earlier bounds it from above: candidates wait in a queue by
+    // that bound and are brought up to date only when they reach its top.
+    let lazy = (0.0..=1.0).contains(&lambda);
+    let mut queue: BinaryHeap<Queued> = BinaryHeap::new();
+    let mmr = |i: usize, max_similarity: &[f64], page_is_empty: bool| {
+        let redundancy = if page_is_empty { 0.0 } else { max_similarity[i] };
+        lambda * relevance[i] - (1.0 - lambda) * redundancy
+    };
+    let mut page: Vec<Placement> = Vec::with_capacity(plan.len());
 
     for &planned in &plan {
-        let eligible = |i: usize| !placed[i] && caps.admits(i);
         let flagged = |c: &PageCandidate<'_>| match planned {
             SlotKind::Explore => c.explore,
             SlotKind::Boosted => c.boosted,
             SlotKind::Regular => false,
         };
-        let flagged_candidates = (0..candidates.len()).filter(|&i| eligible(i) && flagged(&candidates[i]));
+        let flagged_candidates =
+            (0..candidates.len()).filter(|&i| !placed[i] && caps.admits(i) && flagged(&candidates[i]));
         let flagged_pick = best_index(flagged_candidates, |i| candidates[i].score);
         let (chosen, slot) = match flagged_pick {
             Some(i) => (i, planned),
+            None if lazy && !page.is_empty() => {
+                let mut pick = None;
+                while let Some(Queued { index: i, .. }) = queue.pop() {
+                    // Caps only tighten: a candidate they refuse now is refused for good.
+                    if placed[i] || !caps.admits(i) {
+                        continue;
+                    }
+                    if seen[i] < page.len() {
+                        for item in &page[seen[i]..] {
+                            let j = item.candidate;
+                            let similarity = cosine(candidates[i].embedding, norms[i], candidates[j].embedding, norms[j]);
+                            max_similarity[i] = max_similarity[i].max(similarity);
+                        }
+                        seen[i] = page.len();
+                        queue.push(Queued { value: mmr(i, &max_similarity, false), index: i });
+                        continue;
+                    }
+                    pick = Some(i);
+                    break;
+                }
+                match pick {
+                    Some(i) => (i, SlotKind::Regular),
+                    None => break,
+                }
+            }
             None => {
-                let page_is_empty = page.is_empty();
-                let mmr = |i: usize| {
-                    let redundancy = if page_is_empty { 0.0 } else { max_similarity[i] };
-                    lambda * relevance[i] - (1.0 - lambda) * redundancy
-                };
-                match best_index((0..candidates.len()).filter(|&i| eligible(i)), mmr) {
+                let eligible = (0..candidates.len()).filter(|&i| !placed[i] && caps.admits(i));
+                match best_index(eligible, |i| mmr(i, &max_similarity, page.is_empty())) {
                     Some(i) => (i, SlotKind::Regular),
                     None => break,
                 }
@@ -238,11 +274,16 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
 
         placed[chosen] = true;
         caps.record(chosen);
-        let first_on_page = page.is_empty();
         page.push(Placement { candidate: chosen, slot });
         if page.len() == plan.len() {
             break;
         }
+        if lazy && page.len() > 1 {
+            continue;
+        }
+        // Eagerly: every unplaced candidate against the newest item (always for the first item,
+        // which also fills the queue, as the empty page's values bound nothing).
+        let first_on_page = page.len() == 1;
         let newest = &candidates[chosen];
         for (i, candidate) in candidates.iter().enumerate() {
             if placed[i] {
@@ -250,10 +291,46 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
             }
             let similarity = cosine(candidate.embedding, norms[i], newest.embedding, norms[chosen]);
             max_similarity[i] = if first_on_page { similarity } else { max_similarity[i].max(similarity) };
+            seen[i] = page.len();
+            if lazy {
+                queue.push(Queued { value: mmr(i, &max_similarity, false), index: i });
+            }
         }
     }
     page
 }
+
+/// A candidate waiting for a regular position, by an MMR value no lower than its current one.
+/// The queue's top is the highest value, then the lowest index (a NaN value ranks lowest).
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    value: f64,
+    index: usize,
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let by_value = match (self.value.is_nan(), other.value.is_nan()) {
+            (false, false) => self.value.partial_cmp(&other.value).unwrap_or(Ordering::Equal),
+            (a, b) => b.cmp(&a),
+        };
+        by_value.then(other.index.cmp(&self.index))
+    }
+}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Queued {}
 
 /// Per-author and per-group counts of the page so far, against their caps.
 /// Authors and groups are numbered densely once, so a check is two array reads.
@@ -487,6 +564,8 @@ mod tests {
             PageRules { explore_share: 0.5, max_boosted: 6, max_per_author: 3, ..base },
             PageRules { max_per_author: k, max_group_share: 1.0, explore_share: 0.0, max_boosted: 0, ..base },
             PageRules { explore_share: 1.0, max_boosted: k, ..base },
+            // λ outside [0, 1]: MMR values are not monotone, every similarity is computed eagerly.
+            PageRules { mmr_lambda: 1.5, ..base },
         ]
     }
 
@@ -637,7 +716,7 @@ mod tests {
         let cases = for_each_case(|candidates, rules, label| {
             assert_eq!(build_page(candidates, rules), reference_page(candidates, rules), "{label}");
         });
-        assert_eq!(cases, 6 * SIZES.len() * PAGE_SIZES.len() * 7);
+        assert_eq!(cases, 6 * SIZES.len() * PAGE_SIZES.len() * 8);
     }
 
     #[test]
