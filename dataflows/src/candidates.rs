@@ -225,14 +225,26 @@ impl Registry {
             unwanted.sort_unstable();
             let filter =
                 |key: u64| context.excluded.binary_search(&key).is_err() && unwanted.binary_search(&key).is_err();
+            let mut hits: Vec<(f32, u64)> = Vec::new();
             for shard in self.shards.values() {
-                if let Ok(hits) = shard.filtered_search(&context.query, s.ann_k, filter) {
-                    for (post_id, distance) in hits {
-                        if let Some(post) = usable(post_id) {
-                            let r = row!(post_id, post);
-                            r.ann_distance = Some(r.ann_distance.map_or(distance, |d| d.min(distance)));
-                        }
+                if let Ok(found) = shard.filtered_search(&context.query, s.ann_k, filter) {
+                    hits.extend(found.into_iter().map(|(post_id, distance)| (distance, post_id)));
+                }
+            }
+            // Only this worker's top-k can be in the global top-k (ranking orders ANN rows the
+            // same way), and ANN rows beyond it are used for nothing else: they stay here.
+            hits.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut kept = 0;
+            for (distance, post_id) in hits {
+                if kept == s.ann_k {
+                    break;
+                }
+                if let Some(post) = usable(post_id) {
+                    let r = row!(post_id, post);
+                    if r.ann_distance.is_none() {
+                        kept += 1;
                     }
+                    r.ann_distance = Some(r.ann_distance.map_or(distance, |d| d.min(distance)));
                 }
             }
         }
@@ -294,6 +306,7 @@ impl Registry {
         // Exploration: per logical shard, a deterministic sample of its newest uploads. Keys are
         // drawn for all of them; only the smallest few are checked against the filters.
         if s.explore_k > 0 {
+            let mut explored: Vec<(u64, u64)> = Vec::new();
             let mut sample: Vec<(u64, u64)> = Vec::with_capacity(s.explore_scan.min(65_536));
             for uploads in serving.uploads.values() {
                 sample.clear();
@@ -310,12 +323,17 @@ impl Registry {
                         .take(s.explore_k)
                         .collect();
                     if picked.len() == s.explore_k || shortlist == sample.len() {
-                        for (key, post_id, post) in picked {
-                            row!(post_id, post).explore_key = Some(key);
-                        }
+                        explored.extend(picked.into_iter().map(|(key, post_id, _)| (key, post_id)));
                         break;
                     }
                     shortlist = (shortlist * 4).min(sample.len());
+                }
+            }
+            // As for ANN: only this worker's smallest keys can be among the global ones.
+            explored.sort_unstable();
+            for (key, post_id) in explored.into_iter().take(s.explore_k) {
+                if let Some(post) = usable(post_id) {
+                    row!(post_id, post).explore_key = Some(key);
                 }
             }
         }

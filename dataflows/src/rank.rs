@@ -62,6 +62,8 @@ pub struct RankStats {
     pub service_us: Vec<u32>,
     /// Candidates ranked per request.
     pub candidates: Vec<u32>,
+    /// Summed over the requests (µs): building the context, the slowest worker's candidates, ranking.
+    pub stage_us: [u64; 3],
 }
 
 impl RankStats {
@@ -73,6 +75,14 @@ impl RankStats {
         self.shadow += other.shadow;
         self.service_us.extend_from_slice(&other.service_us);
         self.candidates.extend_from_slice(&other.candidates);
+        for (mine, theirs) in self.stage_us.iter_mut().zip(other.stage_us) {
+            *mine += theirs;
+        }
+    }
+
+    /// Mean time per request (µs) of each stage: context, slowest worker's candidates, ranking.
+    pub fn mean_stage_us(&self) -> [f64; 3] {
+        self.stage_us.map(|total| total as f64 / self.responses.max(1) as f64)
     }
 
     /// A percentile (0..=1) of the service times, in µs (0 without requests).
@@ -404,6 +414,9 @@ impl Ranker {
         self.stats.shadow += context.shadow as u64;
         self.stats.service_us.push(service_us);
         self.stats.candidates.push(chosen.len() as u32);
+        for (total, us) in self.stats.stage_us.iter_mut().zip([context.build_us, shard_us, rank_us]) {
+            *total += us as u64;
+        }
         Served {
             ts: context.ts,
             user_id: context.user_id,
