@@ -27,6 +27,8 @@ pub struct WindowSums {
     added: VecDeque<(u64, u64, i64)>,
     /// (Reverse(sum), key) for keys with a positive sum, when kept.
     ordered: Option<BTreeSet<(Reverse<i64>, u64)>>,
+    /// Keys with at least this many additions in the window, when kept.
+    counted: Option<(i64, BTreeSet<u64>)>,
 }
 
 impl WindowSums {
@@ -35,14 +37,32 @@ impl WindowSums {
         Self { window: window.max(1), ordered: ordered.then(BTreeSet::new), ..Self::default() }
     }
 
+    /// Also keeps the keys with at least `min_count` additions in the window (see [`Self::counted`]).
+    pub fn with_min_count(mut self, min_count: i64) -> Self {
+        // Keys in the window have at least one addition.
+        self.counted = Some((min_count.max(1), BTreeSet::new()));
+        self
+    }
+
     fn change(&mut self, key: u64, weight: i64, count: i64) {
         let entry = self.sums.entry(key).or_insert((0, 0));
-        let before = entry.0;
+        let (before, count_before) = *entry;
         entry.0 += weight;
         entry.1 += count;
         let (after, n) = *entry;
         if n == 0 {
             self.sums.remove(&key);
+        }
+        if let Some((min_count, keys)) = self.counted.as_mut() {
+            match (count_before >= *min_count, n >= *min_count) {
+                (false, true) => {
+                    keys.insert(key);
+                }
+                (true, false) => {
+                    keys.remove(&key);
+                }
+                _ => {}
+            }
         }
         if let Some(ordered) = self.ordered.as_mut() {
             if before > 0 {
@@ -81,9 +101,10 @@ impl WindowSums {
         self.ordered.iter().flat_map(|o| o.iter().map(|(Reverse(s), k)| (*k, *s)))
     }
 
-    /// Keys currently in the window with their (sum, count).
-    pub fn iter(&self) -> impl Iterator<Item = (u64, (i64, i64))> + '_ {
-        self.sums.iter().map(|(k, v)| (*k, *v))
+    /// Keys with at least the `min_count` of [`Self::with_min_count`] additions in the window, ascending
+    /// (none when not kept).
+    pub fn counted(&self) -> impl Iterator<Item = u64> + '_ {
+        self.counted.iter().flat_map(|(_, keys)| keys.iter().copied())
     }
 }
 
@@ -101,7 +122,6 @@ pub struct ShardServing {
     pub related: CoCounts,
     shards: u32,
     tick_ms: u64,
-    min_count: i64,
     trending_max_age: u64,
     fresh_max_age: u64,
     followed_max_age_ms: i64,
@@ -111,14 +131,14 @@ impl ShardServing {
     /// Empty state with the windows of `config`.
     pub fn new(config: &Config) -> Self {
         Self {
-            recent: WindowSums::new(config.ticks(config.trending.window_ms), false),
+            recent: WindowSums::new(config.ticks(config.trending.window_ms), false)
+                .with_min_count(config.trending.min_count),
             popular: WindowSums::new(config.ticks(config.pools.popular_window_ms), true),
             uploads: BTreeMap::new(),
             by_creator: FastMap::default(),
             related: CoCounts::new(config.ticks(config.serving.related_window_ms)),
             shards: config.index.shards,
             tick_ms: config.engine.tick_ms,
-            min_count: config.trending.min_count,
             trending_max_age: config.ticks(config.trending.max_age_ms),
             fresh_max_age: config.ticks(config.pools.fresh_max_age_ms),
             followed_max_age_ms: config.serving.followed_max_age_ms as i64,
@@ -338,12 +358,10 @@ impl Registry {
             }
         }
         // Trending: every young, engaged post; the pool (at the ranking stage) decides.
-        for (post_id, (_, count)) in serving.recent.iter() {
-            if count >= serving.min_count {
-                if let Some(post) = usable(post_id) {
-                    if post.upload_tick + serving.trending_max_age > state_tick {
-                        row!(post_id, post);
-                    }
+        for post_id in serving.recent.counted() {
+            if let Some(post) = usable(post_id) {
+                if post.upload_tick + serving.trending_max_age > state_tick {
+                    row!(post_id, post);
                 }
             }
         }
