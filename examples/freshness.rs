@@ -53,7 +53,8 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options> {
-    let mut options = Options { seeds: vec![1, 2, 3], probes: 100, workers: 2, out: PathBuf::from("bench/out-freshness") };
+    let mut options =
+        Options { seeds: vec![1, 2, 3], probes: 100, workers: 2, out: PathBuf::from("bench/out-freshness") };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -96,11 +97,15 @@ fn main() -> Result<()> {
         let mut shown: HashMap<&str, Vec<u64>> = HashMap::new();
         for r in &responses {
             if let Some(id) = r["request_id"].as_str().filter(|id| id.starts_with("probe-")) {
-                shown.insert(id, r["items"].as_array().into_iter().flatten().filter_map(|i| i["post_id"].as_u64()).collect());
+                shown.insert(
+                    id,
+                    r["items"].as_array().into_iter().flatten().filter_map(|i| i["post_id"].as_u64()).collect(),
+                );
             }
         }
         for probe in &probes {
-            let holds = |offset: i64| shown.get(probe.request_id(offset).as_str()).map(|items| items.contains(&probe.post_id));
+            let holds =
+                |offset: i64| shown.get(probe.request_id(offset).as_str()).map(|items| items.contains(&probe.post_id));
             if holds(-100) != Some(false) {
                 failures.push(format!("seed {seed}: post {} answered or shown before its upload", probe.post_id));
                 continue;
@@ -129,7 +134,8 @@ fn main() -> Result<()> {
         }
         for burst in truth.bursts.iter().filter(|b| b.above_threshold) {
             let ticks = burst.start_ts as u64 / tick_ms as u64..=burst.end_ts as u64 / tick_ms as u64 + 1;
-            let crossing = ticks.clone().find(|t| reference.pool_at(*t).values().flatten().any(|(p, _, _)| *p == burst.post_id));
+            let crossing =
+                ticks.clone().find(|t| reference.pool_at(*t).values().flatten().any(|(p, _, _)| *p == burst.post_id));
             match (crossing, entered.get(&burst.post_id)) {
                 (Some(tick), Some(&ts)) => {
                     // The crossing engagement is one of the post's positive engagements in that tick: the

@@ -37,7 +37,6 @@ struct Options {
     with_defaults: bool,
 }
 
-
 fn parse_args() -> Result<Options, String> {
     let index = Config::default().index;
     let mut o = Options {
@@ -100,8 +99,10 @@ fn main() -> ExitCode {
 fn run(o: &Options) -> Result<Value, String> {
     let dims = o.settings.dimensions;
     let mut state = o.seed;
-    let centroids: Vec<Vec<f32>> = (0..16).map(|_| normalized((0..dims).map(|_| gaussian(&mut state)).collect())).collect();
-    let near = |c: &[f32], noise: f32, state: &mut u64| normalized(c.iter().map(|x| x + noise * gaussian(state)).collect());
+    let centroids: Vec<Vec<f32>> =
+        (0..16).map(|_| normalized((0..dims).map(|_| gaussian(&mut state)).collect())).collect();
+    let near =
+        |c: &[f32], noise: f32, state: &mut u64| normalized(c.iter().map(|x| x + noise * gaussian(state)).collect());
     let vectors: Vec<Vec<f32>> = (0..o.n).map(|i| near(&centroids[i % 16], 0.09, &mut state)).collect();
     let queries: Vec<Vec<f32>> = (0..o.queries).map(|q| near(&centroids[q % 16], 0.12, &mut state)).collect();
 
@@ -235,7 +236,12 @@ fn merged_search(shards: &[VectorShard], query: &[f32], k: usize) -> Found {
 type Found = Result<Vec<(u64, f32)>, feedflow_operators::vector_shard::ShardError>;
 
 /// Mean recall@k of `search` against `truth`, and its mean time per query in ms.
-fn recall(queries: &[Vec<f32>], truth: &[Vec<u64>], k: usize, search: impl Fn(&[f32]) -> Found) -> Result<(f64, f64), String> {
+fn recall(
+    queries: &[Vec<f32>],
+    truth: &[Vec<u64>],
+    k: usize,
+    search: impl Fn(&[f32]) -> Found,
+) -> Result<(f64, f64), String> {
     let (mut hits, mut seconds) = (0usize, 0.0);
     for (q, exact) in queries.iter().zip(truth) {
         let started = Instant::now();

@@ -9,7 +9,7 @@
 //! category, exploration and trending rules. Trending-pool changes of a tick
 //! are applied after that tick's requests, so a request sees earlier ticks only.
 
-use crate::features::{fallback_score, features, Proposed, FEATURES, HEADS};
+use crate::features::{fallback_score, features, Proposed, QueryNorms, FEATURES, HEADS};
 use crate::live::LiveClock;
 use crate::metrics::Metrics;
 use crate::model::{tick_of, TrendEntry};
@@ -264,8 +264,9 @@ impl Ranker {
         let chosen: Vec<usize> = (0..rows.len()).filter(|i| unseen[*i] && proposed[*i].by.iter().any(|b| *b)).collect();
         let width = FEATURES.len();
         let mut matrix = vec![0.0f32; chosen.len() * width];
+        let norms = QueryNorms::of(context);
         for (n, i) in chosen.iter().enumerate() {
-            features(context, &rows[*i], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
+            features(context, &norms, &rows[*i], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
         }
 
         // Score: the model's heads combined with the configured weights, or the fallback.

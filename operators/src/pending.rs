@@ -129,31 +129,33 @@ mod tests {
     fn an_earlier_tick_takes_over_the_capability() {
         timely::example(|scope| {
             let mut waiting: Pending<u64> = Pending::default();
-            (0..1u64).to_stream(scope).unary_frontier::<timely::container::CapacityContainerBuilder<Vec<u64>>, _, _, _>(
-                Pipeline,
-                "Order",
-                move |_, _| {
-                    move |(input, frontier), output| {
-                        let port = output.output_index();
-                        input.for_each_stamp(|cap, data| {
-                            for _ in data.flat_map(|batch: &mut Vec<u64>| batch.drain(..)) {
-                                waiting.push(30, 30, || cap.delayed(&30, port));
-                                waiting.push(10, 10, || cap.delayed(&10, port));
-                                waiting.push(20, 20, || panic!("not earlier: the held capability serves"));
+            (0..1u64)
+                .to_stream(scope)
+                .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<u64>>, _, _, _>(
+                    Pipeline,
+                    "Order",
+                    move |_, _| {
+                        move |(input, frontier), output| {
+                            let port = output.output_index();
+                            input.for_each_stamp(|cap, data| {
+                                for _ in data.flat_map(|batch: &mut Vec<u64>| batch.drain(..)) {
+                                    waiting.push(30, 30, || cap.delayed(&30, port));
+                                    waiting.push(10, 10, || cap.delayed(&10, port));
+                                    waiting.push(20, 20, || panic!("not earlier: the held capability serves"));
+                                }
+                            });
+                            let mut released = Vec::new();
+                            while let Some((cap, records)) = waiting.pop_ready(|t| !frontier.less_equal(&t)) {
+                                assert_eq!(records, vec![*cap.time()]);
+                                released.push(*cap.time());
+                                output.session(&cap).give_iterator(records.into_iter());
                             }
-                        });
-                        let mut released = Vec::new();
-                        while let Some((cap, records)) = waiting.pop_ready(|t| !frontier.less_equal(&t)) {
-                            assert_eq!(records, vec![*cap.time()]);
-                            released.push(*cap.time());
-                            output.session(&cap).give_iterator(records.into_iter());
+                            if !released.is_empty() {
+                                assert_eq!(released, vec![10, 20, 30]);
+                            }
                         }
-                        if !released.is_empty() {
-                            assert_eq!(released, vec![10, 20, 30]);
-                        }
-                    }
-                },
-            );
+                    },
+                );
         });
     }
 }

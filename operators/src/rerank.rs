@@ -248,7 +248,8 @@ pub fn build_page(candidates: &[PageCandidate<'_>], rules: &PageRules) -> Vec<Pl
                     if seen[i] < page.len() {
                         for item in &page[seen[i]..] {
                             let j = item.candidate;
-                            let similarity = cosine(candidates[i].embedding, norms[i], candidates[j].embedding, norms[j]);
+                            let similarity =
+                                cosine(candidates[i].embedding, norms[i], candidates[j].embedding, norms[j]);
                             max_similarity[i] = max_similarity[i].max(similarity);
                         }
                         seen[i] = page.len();

@@ -6,12 +6,11 @@
 //! time-ordered map they cost O(log n) once and arrive downstream as current
 //! updates.
 
+use crate::pending::Pending;
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::{AsCollection, VecCollection};
-use crate::pending::Pending;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-
 
 /// Adds, for some updates, a second update at a later time, released when due.
 pub trait Schedule<'scope, D, R> {

@@ -19,9 +19,9 @@
 //! assert_eq!(captured.extract(), vec![(0, vec![45])]);
 //! ```
 
+use crate::pending::Pending;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use crate::pending::Pending;
 use timely::dataflow::StreamVec;
 
 /// Buffers records per tick and applies `logic` to each completed tick, in order.
