@@ -166,9 +166,17 @@ def live_figures(figs, r):
            source="live")
 
 
+def live_context_figures(figs, r):
+    """The live latency at a lower request rate (`BENCH_LIVE_REQUESTS=100 scripts/bench live`), for comparison."""
+    latency = r["latency"]["latency_ms"]
+    rate = r["latency"].get("request_rate")
+    figure(figs, f"live end-to-end P99 at {rate:g} req/s", latency["p99"], "ms",
+           target=r.get("targets", {}).get("p99_ms"), better="lower", source="live", role="context")
+
+
 SECTIONS = [("replay", replay_figures), ("serving", serving_figures), ("index", index_figures),
             ("ranking", ranking_figures), ("freshness", freshness_figures), ("quality", quality_figures),
-            ("reference", reference_figures), ("live-r200", live_figures)]
+            ("reference", reference_figures), ("live-r200", live_figures), ("live-r100", live_context_figures)]
 
 
 def human(value):
