@@ -4,9 +4,7 @@
 //! into every impression and into the model's metadata, and the model is
 //! refused at load when its metadata lists other names (no train/serve skew).
 
-#[cfg(doc)]
-use crate::serving::cosine;
-use crate::serving::{CandidateRow, RequestContext};
+use crate::serving::{cosine_with, squared_norm, CandidateRow, RequestContext};
 
 /// Feature names, in column order.
 pub const FEATURES: [&str; 26] = [
@@ -75,31 +73,6 @@ impl QueryNorms {
     }
 }
 
-/// Sum of squares, accumulated in order (exactly as [`cosine`] accumulates it).
-fn squared_norm(v: &[f32]) -> f32 {
-    let mut sum = 0.0f32;
-    for x in v {
-        sum += x * x;
-    }
-    sum
-}
-
-/// [`cosine`] given both squared norms: the same value, without recomputing them.
-fn cosine_with(a: &[f32], a_squared: f32, b: &[f32], b_squared: f32) -> f32 {
-    if a.len() != b.len() || a.is_empty() {
-        return 0.0;
-    }
-    let mut dot = 0.0f32;
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-    }
-    if a_squared <= 0.0 || b_squared <= 0.0 {
-        0.0
-    } else {
-        dot / (a_squared.sqrt() * b_squared.sqrt())
-    }
-}
-
 /// Writes the features of one candidate into `out` (length [`FEATURES`]).
 pub fn features(
     context: &RequestContext,
@@ -161,29 +134,4 @@ pub const FALLBACK_WEIGHTS: [f32; 26] = [
 /// The fallback score of one feature row.
 pub fn fallback_score(features: &[f32]) -> f64 {
     features.iter().zip(FALLBACK_WEIGHTS).map(|(f, w)| (*f as f64) * w as f64).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::serving::cosine;
-
-    #[test]
-    fn cosine_with_norms_is_cosine() {
-        let mut state = 7u64;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
-        for len in [0usize, 1, 3, 8, 64] {
-            for zero in [false, true] {
-                let a: Vec<f32> = (0..len).map(|_| next()).collect();
-                let b: Vec<f32> = (0..len).map(|_| if zero { 0.0 } else { next() }).collect();
-                let got = cosine_with(&a, squared_norm(&a), &b, squared_norm(&b));
-                assert_eq!(got.to_bits(), cosine(&a, &b).to_bits(), "len {len}");
-            }
-        }
-        let (a, b) = ([1.0f32, 2.0], [1.0f32]);
-        assert_eq!(cosine_with(&a, squared_norm(&a), &b, squared_norm(&b)), cosine(&a, &b));
-    }
 }

@@ -220,20 +220,76 @@ pub fn impression_id(request_id: &str, user_id: u64, ts: i64) -> String {
     format!("imp-{h:016x}")
 }
 
-/// Cosine similarity of two vectors (0 when either is empty or zero).
+/// Cosine similarity of two vectors (0 when either is empty or zero, or their lengths differ).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    cosine_with(a, squared_norm(a), b, squared_norm(b))
+}
+
+/// Sum of squares, accumulated in order.
+pub fn squared_norm(v: &[f32]) -> f32 {
+    let mut sum = 0.0f32;
+    for x in v {
+        sum += x * x;
+    }
+    sum
+}
+
+/// [`cosine`] given both squared norms ([`squared_norm`]): for one vector compared with several.
+pub fn cosine_with(a: &[f32], a_squared: f32, b: &[f32], b_squared: f32) -> f32 {
     if a.len() != b.len() || a.is_empty() {
         return 0.0;
     }
-    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    let mut dot = 0.0f32;
     for (x, y) in a.iter().zip(b) {
         dot += x * y;
-        na += x * x;
-        nb += y * y;
     }
-    if na <= 0.0 || nb <= 0.0 {
+    if a_squared <= 0.0 || b_squared <= 0.0 {
         0.0
     } else {
-        dot / (na.sqrt() * nb.sqrt())
+        dot / (a_squared.sqrt() * b_squared.sqrt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dot product and both norms in one pass: the formula the features were trained with.
+    fn one_pass_cosine(a: &[f32], b: &[f32]) -> f32 {
+        if a.len() != b.len() || a.is_empty() {
+            return 0.0;
+        }
+        let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+        for (x, y) in a.iter().zip(b) {
+            dot += x * y;
+            na += x * x;
+            nb += y * y;
+        }
+        if na <= 0.0 || nb <= 0.0 {
+            0.0
+        } else {
+            dot / (na.sqrt() * nb.sqrt())
+        }
+    }
+
+    #[test]
+    fn cosine_matches_the_one_pass_formula_bit_for_bit() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for len in [0usize, 1, 3, 8, 64] {
+            for zero in [false, true] {
+                let a: Vec<f32> = (0..len).map(|_| next()).collect();
+                let b: Vec<f32> = (0..len).map(|_| if zero { 0.0 } else { next() }).collect();
+                let want = one_pass_cosine(&a, &b).to_bits();
+                assert_eq!(cosine(&a, &b).to_bits(), want, "len {len}");
+                assert_eq!(cosine_with(&a, squared_norm(&a), &b, squared_norm(&b)).to_bits(), want, "len {len}");
+            }
+        }
+        let (a, b) = ([1.0f32, 2.0], [1.0f32]);
+        assert_eq!(cosine(&a, &b), 0.0);
+        assert_eq!(cosine(&a, &b), one_pass_cosine(&a, &b));
     }
 }
