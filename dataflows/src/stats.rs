@@ -154,6 +154,7 @@ impl fmt::Display for Summary {
             self.trending_pool, self.trending_changes, self.fresh_pool, self.popular
         )?;
         let r = &c.rank;
+        let stages = r.mean_stage_us();
         write!(
             f,
             "  requests  {} answered ({} shadow), ranked by {}{}; service time P50 {} µs, P99 {} µs, P99.9 {} µs; {:.0} candidates per request (mean µs: context {:.0}, slowest worker's candidates {:.0}, ranking {:.0})",
@@ -169,9 +170,9 @@ impl fmt::Display for Summary {
             r.percentile_us(0.99),
             r.percentile_us(0.999),
             r.mean_candidates(),
-            r.mean_stage_us()[0],
-            r.mean_stage_us()[1],
-            r.mean_stage_us()[2],
+            stages[0],
+            stages[1],
+            stages[2],
         )?;
         for note in &self.notes {
             write!(f, "\n{note}")?;
