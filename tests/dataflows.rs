@@ -40,9 +40,11 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 
 fn check_world(seed: u64) {
     let world = small_world(seed);
-    // A one-hour half-life so decay matters over a three-hour world.
+    // A one-hour half-life so decay matters over a three-hour world, and a
+    // one-hour popular window so engagements leave it.
     let mut config = Config::default();
     config.interest.half_life_ms = 3_600_000;
+    config.pools.popular_window_ms = 3_600_000;
     let tick_ms = config.engine.tick_ms;
     let reference = Reference::from_log(&world.text, &config);
     let out1 = world.dir.path().join("out1");

@@ -11,8 +11,8 @@ use crate::interest::{Interests, UserVectors};
 use crate::live_input::{drive_kafka, Live, LiveControl, RequestStage};
 use crate::metrics::Metrics;
 use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
-use crate::pools::{fresh_pool, popularity};
-use crate::posts::{post_registry, route_event, Registry, RegistryOutput, ShardInput};
+use crate::pools::fresh_pool;
+use crate::posts::{post_registry, route_event, PostState, Registry, RegistryOutput, ShardInput};
 use crate::rank::{open_scorer, rank_requests, RankInput, Ranker};
 use crate::serving::Served;
 use crate::snapshot::{snapshot, Contents};
@@ -380,7 +380,7 @@ fn run_worker(
     let dedupe_ticks = config.ticks(config.dedupe.horizon_ms);
     let tick_ms = config.engine.tick_ms;
 
-    let (pool, fresh, popular, recommendable, mut events_in, mut dlq_in) = worker.dataflow::<u64, _, _>(|scope| {
+    let (pool, fresh, mut events_in, mut dlq_in) = worker.dataflow::<u64, _, _>(|scope| {
         let dup_counters = counters.clone();
         let dup_metrics = metrics.clone();
         let (events_in, events) = TickedInput::new(&scope);
@@ -463,10 +463,8 @@ fn run_worker(
             })
             .as_collection();
 
-        let pool = trending_pool(config, velocity.clone(), eligible.clone());
+        let pool = trending_pool(config, velocity, eligible.clone());
         let fresh = fresh_pool(config, eligible.clone()).consolidate();
-        let popular = popularity(config, velocity);
-        let recommendable = eligible.map(|p| p.post_id).consolidate();
 
         // Ranking at the user's worker: contexts, every worker's rows, and the trending pool (kept by every worker).
         let rank_inputs = contexts
@@ -554,9 +552,7 @@ fn run_worker(
 
         let pool = snapshot(pool, horizon.clone());
         let fresh = snapshot(fresh, horizon.clone());
-        let popular = snapshot(popular, horizon.clone());
-        let recommendable = snapshot(recommendable, horizon.clone());
-        (pool, fresh, popular, recommendable, events_in, dlq_in)
+        (pool, fresh, events_in, dlq_in)
     });
 
     // Drive the input from the log or the topics.
@@ -604,6 +600,9 @@ fn run_worker(
             error.borrow_mut().get_or_insert(e);
         }
     }
+    // The popular list is the registry's own popular window (a post's engagements and its
+    // recommendability live on the same worker), brought to the end of the last tick.
+    registry.borrow_mut().serving.popular.expire(final_tick);
     let reg = registry.borrow();
     let users_state = users.borrow();
     let users = &users_state.interests;
@@ -615,18 +614,13 @@ fn run_worker(
     c.registry = reg.stats.clone();
     c.index_size = reg.index_len() as u64;
     c.users = users.users.len() as u64;
-    // Popularity and recommendability of a post live on the same worker (both
-    // routed by the post's hash), so this worker's part of the list is local.
-    let popular_list: Vec<(u64, i64)> = {
-        let allowed = recommendable.borrow();
-        popular
-            .borrow()
-            .keys()
-            .filter(|(_, post)| allowed.contains_key(post))
-            .take(config.pools.popular_top_n)
-            .map(|(w, post)| (*post, w.0))
-            .collect()
-    };
+    let popular_list: Vec<(u64, i64)> = reg
+        .serving
+        .popular
+        .best()
+        .filter(|(post, _)| reg.posts.get(post).is_some_and(PostState::recommendable))
+        .take(config.pools.popular_top_n)
+        .collect();
     let snapshot = options.snapshot.then(|| {
         let at_ts = ((final_tick + 1) * tick_ms) as i64;
         collect_snapshot(&reg, users, &pool, &fresh, popular_list.clone(), final_tick, at_ts)
