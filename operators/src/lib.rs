@@ -15,11 +15,13 @@
 //! - [`vector_shard`]: a validated usearch HNSW shard.
 //! - [`onnx_scorer`]: a checked ONNX Runtime session scoring f32 batches (checksum, signature, typed errors).
 //! - [`co_counts`]: windowed co-occurrence counts (item-to-item "related").
+//! - [`exchange`]: an exchange pact with buffers that grow with the data.
 //! - [`hash`]: stable hashing for routing.
 
 pub mod co_counts;
 pub mod decayed_vector;
 pub mod dedupe;
+pub mod exchange;
 pub mod expire;
 pub mod hash;
 pub mod onnx_scorer;

@@ -45,12 +45,12 @@ impl<'scope, D: Clone + 'static, R: Semigroup + 'static> Schedule<'scope, D, R> 
                                 now.push(update);
                             }
                             let message_time = *cap.least().expect("a stamp has a time");
-                            output.session(&cap.delayed(&message_time, port)).give_iterator(now.into_iter());
+                            output.session(&cap.delayed(&message_time, port)).give_container(&mut now);
                         });
                         // Due once no input can arrive before the scheduled time.
                         let earliest_input = frontier.frontier().first().copied();
-                        while let Some((cap, updates)) = held.pop_ready(|due| earliest_input.is_none_or(|t| t >= due)) {
-                            output.session(&cap).give_iterator(updates.into_iter());
+                        while let Some((cap, mut updates)) = held.pop_ready(|due| earliest_input.is_none_or(|t| t >= due)) {
+                            output.session(&cap).give_container(&mut updates);
                         }
                     }
                 },

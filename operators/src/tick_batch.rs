@@ -20,7 +20,7 @@
 //! ```
 
 use crate::pending::Pending;
-use timely::dataflow::channels::pact::Exchange;
+use crate::exchange::exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
@@ -84,7 +84,7 @@ where
     let mut pending: Pending<D> = Pending::default();
     let mut produced = Vec::new();
     stream.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<D2>>, _, _, _>(
-        Exchange::new(move |d: &D| route(d)),
+        exchange(move |d: &D| route(d)),
         name,
         move |_, _| {
             move |(input, frontier), output| {
@@ -107,7 +107,7 @@ where
                 while let Some((cap, records)) = pending.pop_ready(|tick| !frontier.less_equal(&tick)) {
                     logic(*cap.time(), records, &mut produced);
                     if !produced.is_empty() {
-                        output.session(&cap).give_iterator(produced.drain(..));
+                        output.session(&cap).give_container(&mut produced);
                     }
                 }
             }
