@@ -223,10 +223,11 @@ impl Registry {
                 }
             }
         }
-        // Pairs with equal keys are equal, so an unstable sort gives the same order (and is cheaper).
-        pairs.sort_unstable_by_key(|p| (p.tick, p.anchor, p.item));
-        for p in pairs {
-            self.serving.related.add(p.tick, p.anchor, p.item);
+        pairs.sort_unstable_by_key(|p: &CoPair| p.tick);
+        let mut batch = Vec::new();
+        for run in pairs.chunk_by(|a, b| a.tick == b.tick) {
+            batch.extend(run.iter().map(|p| (p.anchor, p.item)));
+            self.serving.related.add_batch(run[0].tick, &mut batch);
         }
         self.apply_tick(tick, events, out);
     }

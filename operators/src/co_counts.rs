@@ -24,33 +24,71 @@ use std::collections::VecDeque;
 pub struct CoCounts {
     window: u64,
     counts: FastMap<u64, FastMap<u64, i64>>,
-    added: VecDeque<(u64, u64, u64)>,
+    /// What each tick added, `(anchor, item, count)` sorted by anchor, oldest tick first:
+    /// one exact-size batch per tick, so the window never reallocates as a whole.
+    added: VecDeque<(u64, Vec<(u64, u64, i64)>)>,
+    pairs: usize,
 }
 
 impl CoCounts {
     /// Counts kept for `window` ticks.
     pub fn new(window: u64) -> Self {
-        Self { window: window.max(1), counts: FastMap::default(), added: VecDeque::new() }
+        Self { window: window.max(1), counts: FastMap::default(), added: VecDeque::new(), pairs: 0 }
     }
 
     /// Counts one co-occurrence of `item` with `anchor` at `tick` (ticks must not decrease).
     pub fn add(&mut self, tick: u64, anchor: u64, item: u64) {
-        *self.counts.entry(anchor).or_default().entry(item).or_default() += 1;
-        self.added.push_back((tick, anchor, item));
+        self.add_batch(tick, &mut vec![(anchor, item)]);
+    }
+
+    /// Counts the `(anchor, item)` co-occurrences of one tick (ticks must not decrease); empties `pairs`.
+    pub fn add_batch(&mut self, tick: u64, pairs: &mut Vec<(u64, u64)>) {
+        if pairs.is_empty() {
+            return;
+        }
+        self.pairs += pairs.len();
+        pairs.sort_unstable();
+        // Equal pairs become one count; each anchor's items are updated after one lookup of the anchor.
+        let mut batch: Vec<(u64, u64, i64)> = Vec::with_capacity(pairs.len());
+        for (anchor, item) in pairs.drain(..) {
+            match batch.last_mut() {
+                Some((a, i, n)) if *a == anchor && *i == item => *n += 1,
+                _ => batch.push((anchor, item, 1)),
+            }
+        }
+        for run in batch.chunk_by(|x, y| x.0 == y.0) {
+            let items = self.counts.entry(run[0].0).or_default();
+            for &(_, item, n) in run {
+                *items.entry(item).or_default() += n;
+            }
+        }
+        match self.added.back_mut() {
+            Some((last, earlier)) if *last == tick => {
+                // A second batch for the same tick: expiry walks it like the first.
+                earlier.extend(batch);
+                earlier.sort_unstable();
+            }
+            _ => self.added.push_back((tick, batch)),
+        }
     }
 
     /// Forgets co-occurrences that are `window` or more ticks older than `now`.
     pub fn expire(&mut self, now: u64) {
-        while let Some(&(tick, anchor, item)) = self.added.front() {
+        while let Some((tick, _)) = self.added.front() {
             if tick + self.window > now {
                 break;
             }
-            self.added.pop_front();
-            if let Some(items) = self.counts.get_mut(&anchor) {
-                if let Some(c) = items.get_mut(&item) {
-                    *c -= 1;
-                    if *c <= 0 {
-                        items.remove(&item);
+            let Some((_, batch)) = self.added.pop_front() else { break };
+            for run in batch.chunk_by(|x, y| x.0 == y.0) {
+                let anchor = run[0].0;
+                let Some(items) = self.counts.get_mut(&anchor) else { continue };
+                for &(_, item, n) in run {
+                    self.pairs -= n as usize;
+                    if let Some(c) = items.get_mut(&item) {
+                        *c -= n;
+                        if *c <= 0 {
+                            items.remove(&item);
+                        }
                     }
                 }
                 if items.is_empty() {
@@ -80,12 +118,12 @@ impl CoCounts {
 
     /// Co-occurrences currently in the window.
     pub fn len(&self) -> usize {
-        self.added.len()
+        self.pairs
     }
 
     /// Whether the window is empty.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
+        self.pairs == 0
     }
 }
 
@@ -100,12 +138,20 @@ mod tests {
         let mut log = Vec::new();
         let mut x = 12345u64;
         for tick in 0..400u64 {
+            // Odd ticks add pair by pair, even ticks in one batch.
+            let mut batch = Vec::new();
             for _ in 0..3 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let (a, i) = ((x >> 33) % 12, (x >> 45) % 30);
-                co.add(tick, a, i);
+                if tick % 2 == 1 {
+                    co.add(tick, a, i);
+                } else {
+                    batch.push((a, i));
+                }
                 log.push((tick, a, i));
             }
+            co.add_batch(tick, &mut batch);
+            assert!(batch.is_empty());
             co.expire(tick + 1);
             let anchors = [tick % 12, (tick + 5) % 12];
             let mut sums: BTreeMap<u64, i64> = BTreeMap::new();
