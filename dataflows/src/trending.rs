@@ -51,20 +51,24 @@ pub fn trending_pool<'scope>(
         .sliding_window(baseline_window)
         .sum_by_key();
 
-    let young =
-        eligible.expire_after(|p: &PostInfo| p.upload_tick, max_age).map(|p| (p.post_id, (p.creator_id, p.category)));
+    // Young recommendable posts, arranged once by post and read twice: by the first join (for
+    // the creator) and, after the ratio threshold, by the last (for the category), so the
+    // category string travels only with the posts that pass the threshold.
+    let young = eligible
+        .expire_after(|p: &PostInfo| p.upload_tick, max_age)
+        .map(|p| (p.post_id, (p.creator_id, p.category)))
+        .arrange_by_key();
 
     recent
-        .join(young)
-        .map(|(post_id, ((recent_milli, count), (creator_id, category)))| {
-            (creator_id, (post_id, category, recent_milli, count))
+        .join_core(young.clone(), |post_id, &(recent_milli, count), (creator_id, _)| {
+            Some((*creator_id, (*post_id, recent_milli, count)))
         })
-        .join(baseline)
-        .flat_map(move |(creator_id, ((post_id, category, recent_milli, count), baseline_milli))| {
+        .join_core(baseline.arrange_by_key(), move |creator_id, &(post_id, recent_milli, count), &baseline_milli| {
             let ratio = Ratio::velocity(recent_milli, baseline_milli, t.window_ms, t.baseline_window_ms, floor_milli);
             ratio
                 .at_least(threshold_milli)
-                .then_some((category, TrendEntry { ratio, post_id, creator_id, recent_milli, count }))
+                .then_some((post_id, TrendEntry { ratio, post_id, creator_id: *creator_id, recent_milli, count }))
         })
+        .join_core(young, |_, entry, (_, category)| Some((category.clone(), entry.clone())))
         .top_k_per_key(t.top_n)
 }
