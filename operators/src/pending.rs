@@ -54,6 +54,23 @@ impl<D> Pending<D> {
         self.waiting.entry(tick).or_default().extend(records);
     }
 
+    /// Moves all of `records` in as due at `tick` (see [`Pending::extend`]); the first batch of a
+    /// tick is kept as it is, not copied.
+    pub fn append<C>(&mut self, tick: u64, records: &mut Vec<D>, capability_at_tick: C)
+    where
+        C: FnOnce() -> Capability<u64>,
+    {
+        if self.capability.as_ref().is_none_or(|held| tick < *held.time()) {
+            self.capability = Some(capability_at_tick());
+        }
+        let slot = self.waiting.entry(tick).or_default();
+        if slot.is_empty() {
+            std::mem::swap(slot, records);
+        } else {
+            slot.append(records);
+        }
+    }
+
     /// Adds one record due at `tick` (see [`Pending::extend`]).
     pub fn push<C: FnOnce() -> Capability<u64>>(&mut self, tick: u64, record: D, capability_at_tick: C) {
         self.extend(tick, std::iter::once(record), capability_at_tick);

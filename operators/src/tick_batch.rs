@@ -93,8 +93,9 @@ where
                     let port = output.output_index();
                     match &time_of {
                         None => {
-                            let records = data.flat_map(|batch| batch.drain(..));
-                            pending.extend(tick, records, || cap.delayed(&tick, port));
+                            for batch in data {
+                                pending.append(tick, batch, || cap.delayed(&tick, port));
+                            }
                         }
                         Some(time_of) => {
                             for record in data.flat_map(|batch| batch.drain(..)) {
