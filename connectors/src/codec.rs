@@ -195,7 +195,13 @@ pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result
             format!("{} bytes, limit {}", bytes.len(), limits.max_message_bytes),
         ));
     }
-    let wire: Wire = serde_json::from_slice(bytes).map_err(|e| json_error(bytes, e))?;
+    // Valid UTF-8 as a whole (one fast pass) spares serde_json a check per string; otherwise it
+    // reads the bytes and reports the error where it finds it, as it always did.
+    let wire: Wire = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+    .map_err(|e| json_error(bytes, e))?;
     let type_name = require(wire.kind_of_event.as_deref(), "type", "an event")?;
     let ts = require(wire.ts, "ts", type_name)?;
     if ts < 0 {
