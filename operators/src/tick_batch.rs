@@ -98,9 +98,19 @@ where
                             }
                         }
                         Some(time_of) => {
+                            // Records of one time usually come together: one lookup per run.
+                            let mut run: Vec<D> = Vec::new();
+                            let mut run_at = tick;
                             for record in data.flat_map(|batch| batch.drain(..)) {
                                 let at = time_of(&record).max(tick);
-                                pending.push(at, record, || cap.delayed(&at, port));
+                                if at != run_at && !run.is_empty() {
+                                    pending.append(run_at, &mut run, || cap.delayed(&run_at, port));
+                                }
+                                run_at = at;
+                                run.push(record);
+                            }
+                            if !run.is_empty() {
+                                pending.append(run_at, &mut run, || cap.delayed(&run_at, port));
                             }
                         }
                     }
