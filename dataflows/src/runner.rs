@@ -38,7 +38,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::{Concat, Probe};
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::{ProbeHandle, StreamVec};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -401,29 +403,8 @@ fn run_worker(
         );
         // The user side joins engagements with uploads itself (every worker keeps
         // every upload's metadata), so no stage feeds back into an earlier one.
-        // Split by type once: cloning the whole stream for each consumer would copy every event (and its embedding) four times.
-        // The event id has done its work once deduplicated; dropping it here spares
-        // a string copy each time an event is cloned or exchanged further on.
-        let mut by_type = events
-            .partition(4, |mut e| {
-                e.event_id = None;
-                match e.body {
-                    EventBody::Upload(_) => (0, e),
-                    EventBody::Engagement(_) => (1, e),
-                    EventBody::Moderation(_) => (2, e),
-                    EventBody::Request(_) => (3, e),
-                }
-            })
-            .into_iter();
-        let (uploads, engagements, moderation, requests) =
-            (by_type.next().unwrap(), by_type.next().unwrap(), by_type.next().unwrap(), by_type.next().unwrap());
-        let requests = requests.map(UserInput::Request);
-        let user_engagements = engagements.clone().map(UserInput::Engagement);
-        let post_meta = uploads
-            .clone()
-            .flat_map(|e| PostMeta::of(&e))
-            .flat_map(move |m| (0..peers as u64).map(move |w| UserInput::Post(w, m.clone())));
-        let user_out = user_front(requests.concat(user_engagements).concat(post_meta), users.clone());
+        let (user_inputs, shard_events) = split_by_side(events, peers as u64);
+        let user_out = user_front(user_inputs, users.clone());
         let mut user_parts = user_out
             .partition(2, |o| match o {
                 UserOutput::Context(_) => (0, o),
@@ -441,8 +422,7 @@ fn run_worker(
             UserOutput::Pairs(shard, batch) => Some(ShardInput::Pairs(shard, batch)),
             _ => None,
         });
-        let post_events =
-            uploads.concat(engagements).concat(moderation).map(ShardInput::Event).concat(queries).concat(pairs);
+        let post_events = shard_events.concat(queries).concat(pairs);
         let registry_out = post_registry(post_events, registry.clone(), config.index.shards);
         let mut parts = registry_out
             .partition(3, |o| match o {
@@ -669,6 +649,55 @@ fn collect_snapshot(
     s.fresh = fresh.borrow().keys().map(|p| p.post_id).collect();
     s.popular = popular;
     s
+}
+
+/// Sends each deduplicated event to the sides that need it, in one operator: requests and
+/// engagements to the user side, uploads' metadata to every worker's user side, uploads,
+/// engagements and moderation to the post registry. (A partition by type followed by a map,
+/// clone and concat per stream cost a dozen operators, each run once per tick.) The event id
+/// has done its work once deduplicated; dropping it spares a string copy further on.
+fn split_by_side<'scope>(
+    events: StreamVec<'scope, u64, Event>,
+    peers: u64,
+) -> (StreamVec<'scope, u64, UserInput>, StreamVec<'scope, u64, ShardInput>) {
+    let mut builder = OperatorBuilder::new("SplitBySide".to_owned(), events.scope());
+    let mut input = builder.new_input(events, Pipeline);
+    let (mut user_output, user_stream) = builder.new_output::<Vec<UserInput>>();
+    let (mut shard_output, shard_stream) = builder.new_output::<Vec<ShardInput>>();
+    builder.build(move |_| {
+        move |_frontiers| {
+            let mut user_handle = user_output.activate();
+            let mut shard_handle = shard_output.activate();
+            input.for_each_stamp(|cap, data| {
+                let mut user: Vec<UserInput> = Vec::new();
+                let mut shard: Vec<ShardInput> = Vec::new();
+                for mut event in data.flat_map(|batch| batch.drain(..)) {
+                    event.event_id = None;
+                    match &event.body {
+                        EventBody::Request(_) => user.push(UserInput::Request(event)),
+                        EventBody::Engagement(_) => {
+                            user.push(UserInput::Engagement(event.clone()));
+                            shard.push(ShardInput::Event(event));
+                        }
+                        EventBody::Upload(_) => {
+                            if let Some(meta) = PostMeta::of(&event) {
+                                user.extend((0..peers).map(|w| UserInput::Post(w, meta.clone())));
+                            }
+                            shard.push(ShardInput::Event(event));
+                        }
+                        EventBody::Moderation(_) => shard.push(ShardInput::Event(event)),
+                    }
+                }
+                if !user.is_empty() {
+                    user_handle.give(&cap, &mut user);
+                }
+                if !shard.is_empty() {
+                    shard_handle.give(&cap, &mut shard);
+                }
+            });
+        }
+    });
+    (user_stream, shard_stream)
 }
 
 /// In an as-fast-as-possible replay the input frontier advances this many ticks at a time.
