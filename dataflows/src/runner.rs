@@ -10,7 +10,7 @@
 use crate::interest::{Interests, UserVectors};
 use crate::live_input::{drive_kafka, Live, LiveControl, RequestStage};
 use crate::metrics::Metrics;
-use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange};
+use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange, Velocity};
 use crate::pools::fresh_pool;
 use crate::posts::{post_registry, route_event, PostState, Registry, RegistryOutput, ShardInput};
 use crate::rank::{open_scorer, rank_requests, RankInput, Ranker};
@@ -27,6 +27,7 @@ use feedflow_connectors::kafka::{KafkaError, OutputProducer};
 use feedflow_connectors::{decode, DecodeLimits, DlqRecord};
 use feedflow_operators::dedupe::{Dedupe, SeenIds};
 use feedflow_operators::hash::hash_bytes;
+use feedflow_operators::split::Split;
 use feedflow_operators::tick_batch::TickBatch;
 use feedflow_operators::ticked_input::TickedInput;
 use std::cell::RefCell;
@@ -36,10 +37,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::vec::{Map, Partition};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 /// How to run.
@@ -405,57 +404,42 @@ fn run_worker(
         // every upload's metadata), so no stage feeds back into an earlier one.
         let (user_inputs, shard_events) = split_by_side(events, peers as u64);
         let user_out = user_front(user_inputs, users.clone());
-        let mut user_parts = user_out
-            .partition(2, |o| match o {
-                UserOutput::Context(_) => (0, o),
-                UserOutput::Pairs(..) => (1, o),
-            })
-            .into_iter();
-        let (contexts, pairs) = (user_parts.next().unwrap(), user_parts.next().unwrap());
-        let contexts = contexts.flat_map(|o| match o {
-            UserOutput::Context(c) => Some(c),
-            _ => None,
-        });
-        let queries =
-            contexts.clone().flat_map(move |c| (0..peers as u64).map(move |w| ShardInput::Query(w, c.clone())));
-        let pairs = pairs.flat_map(|o| match o {
-            UserOutput::Pairs(shard, batch) => Some(ShardInput::Pairs(shard, batch)),
-            _ => None,
-        });
-        let post_events = shard_events.concat(queries).concat(pairs);
+        // Contexts go to ranking (at this worker) and, as queries, to every worker's registry;
+        // co-engagement pairs to the registry shard that keeps them.
+        let (queries_and_pairs, rank_requests_in) = user_out.split2(
+            "SplitUserOutput",
+            move |o: UserOutput, registry_in: &mut Vec<ShardInput>, rank_in: &mut Vec<RankInput>| match o {
+                UserOutput::Context(c) => {
+                    registry_in.extend((0..peers as u64).map(|w| ShardInput::Query(w, c.clone())));
+                    rank_in.push(RankInput::Request(c));
+                }
+                UserOutput::Pairs(shard, batch) => registry_in.push(ShardInput::Pairs(shard, batch)),
+            },
+        );
+        let post_events = shard_events.concat(queries_and_pairs);
         let registry_out = post_registry(post_events, registry.clone(), config.index.shards);
-        let mut parts = registry_out
-            .partition(3, |o| match o {
-                RegistryOutput::Velocity(_) => (0, o),
-                RegistryOutput::Eligibility(..) => (1, o),
-                RegistryOutput::Candidates(_) => (2, o),
-            })
-            .into_iter();
-        let (velocity, eligible, candidates) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-        let velocity = velocity.flat_map(|o| match o {
-            RegistryOutput::Velocity(v) => Some(v),
-            _ => None,
-        });
-        let eligible = eligible
-            .flat_map(|o| match o {
-                RegistryOutput::Eligibility(info, tick, diff) => Some((info, tick, diff)),
-                _ => None,
-            })
-            .as_collection();
+        let (velocity, eligible, rank_rows) = registry_out.split3(
+            "SplitRegistryOutput",
+            |o: RegistryOutput,
+             velocity: &mut Vec<Velocity>,
+             eligible: &mut Vec<(PostInfo, u64, isize)>,
+             rows: &mut Vec<RankInput>| match o {
+                RegistryOutput::Velocity(v) => velocity.push(v),
+                RegistryOutput::Eligibility(info, tick, diff) => eligible.push((info, tick, diff)),
+                RegistryOutput::Candidates(p) => rows.push(RankInput::Rows(p)),
+            },
+        );
+        let eligible = eligible.as_collection();
 
         let pool = trending_pool(config, velocity, eligible.clone());
         let fresh = fresh_pool(config, eligible.clone()).consolidate();
 
         // Ranking at the user's worker: contexts, every worker's rows, and the trending pool (kept by every worker).
-        let rank_inputs = contexts
-            .map(RankInput::Request)
-            .concat(candidates.flat_map(|o| match o {
-                RegistryOutput::Candidates(p) => Some(RankInput::Rows(p)),
-                _ => None,
-            }))
-            .concat(pool.inner.clone().flat_map(move |((category, entry), time, diff)| {
+        let rank_inputs = rank_requests_in.concat(rank_rows).concat(pool.inner.clone().flat_map(
+            move |((category, entry), time, diff)| {
                 (0..peers as u64).map(move |w| RankInput::Trend(w, category.clone(), entry.clone(), time, diff))
-            }));
+            },
+        ));
         let served = rank_requests(rank_inputs, ranker.clone());
         let writers = (responses_writer.clone(), impressions_writer.clone());
         let sink_error = error.clone();
@@ -660,44 +644,23 @@ fn split_by_side<'scope>(
     events: StreamVec<'scope, u64, Event>,
     peers: u64,
 ) -> (StreamVec<'scope, u64, UserInput>, StreamVec<'scope, u64, ShardInput>) {
-    let mut builder = OperatorBuilder::new("SplitBySide".to_owned(), events.scope());
-    let mut input = builder.new_input(events, Pipeline);
-    let (mut user_output, user_stream) = builder.new_output::<Vec<UserInput>>();
-    let (mut shard_output, shard_stream) = builder.new_output::<Vec<ShardInput>>();
-    builder.build(move |_| {
-        move |_frontiers| {
-            let mut user_handle = user_output.activate();
-            let mut shard_handle = shard_output.activate();
-            input.for_each_stamp(|cap, data| {
-                let mut user: Vec<UserInput> = Vec::new();
-                let mut shard: Vec<ShardInput> = Vec::new();
-                for mut event in data.flat_map(|batch| batch.drain(..)) {
-                    event.event_id = None;
-                    match &event.body {
-                        EventBody::Request(_) => user.push(UserInput::Request(event)),
-                        EventBody::Engagement(_) => {
-                            user.push(UserInput::Engagement(event.clone()));
-                            shard.push(ShardInput::Event(event));
-                        }
-                        EventBody::Upload(_) => {
-                            if let Some(meta) = PostMeta::of(&event) {
-                                user.extend((0..peers).map(|w| UserInput::Post(w, meta.clone())));
-                            }
-                            shard.push(ShardInput::Event(event));
-                        }
-                        EventBody::Moderation(_) => shard.push(ShardInput::Event(event)),
-                    }
+    events.split2("SplitBySide", move |mut event: Event, user: &mut Vec<UserInput>, shard: &mut Vec<ShardInput>| {
+        event.event_id = None;
+        match &event.body {
+            EventBody::Request(_) => user.push(UserInput::Request(event)),
+            EventBody::Engagement(_) => {
+                user.push(UserInput::Engagement(event.clone()));
+                shard.push(ShardInput::Event(event));
+            }
+            EventBody::Upload(_) => {
+                if let Some(meta) = PostMeta::of(&event) {
+                    user.extend((0..peers).map(|w| UserInput::Post(w, meta.clone())));
                 }
-                if !user.is_empty() {
-                    user_handle.give(&cap, &mut user);
-                }
-                if !shard.is_empty() {
-                    shard_handle.give(&cap, &mut shard);
-                }
-            });
+                shard.push(ShardInput::Event(event));
+            }
+            EventBody::Moderation(_) => shard.push(ShardInput::Event(event)),
         }
-    });
-    (user_stream, shard_stream)
+    })
 }
 
 /// In an as-fast-as-possible replay the input frontier advances this many ticks at a time.

@@ -9,6 +9,7 @@
 //! - [`sum_by_key`]: per-key sums as a change stream (count_total for totally ordered ticks).
 //! - [`top_k`]: incrementally maintained top-k per key.
 //! - [`rerank`]: a page from scored candidates: MMR diversity, author/group caps, exploration and boosted slots.
+//! - [`split`]: one stream into two or three of other types, in one operator.
 //! - [`dedupe`]: drop repeated ids within a bounded horizon.
 //! - [`decayed_vector`]: exponentially time-decayed vector sums.
 //! - [`session_window`]: the last N actions of the current session.
@@ -30,6 +31,7 @@ pub mod rerank;
 pub mod schedule;
 pub mod session_window;
 pub mod sliding_window;
+pub mod split;
 pub mod sum_by_key;
 pub mod tick_batch;
 pub mod ticked_input;
