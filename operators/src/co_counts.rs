@@ -19,6 +19,9 @@
 use crate::hash::FastMap;
 use std::collections::VecDeque;
 
+/// One tick's additions: `(anchor, item, count)`, sorted by anchor.
+type TickBatch = Vec<(u64, u64, i64)>;
+
 /// Windowed co-occurrence counts: anchor → item → count.
 #[derive(Clone, Debug, Default)]
 pub struct CoCounts {
@@ -26,7 +29,7 @@ pub struct CoCounts {
     counts: FastMap<u64, FastMap<u64, i64>>,
     /// What each tick added, `(anchor, item, count)` sorted by anchor, oldest tick first:
     /// one exact-size batch per tick, so the window never reallocates as a whole.
-    added: VecDeque<(u64, Vec<(u64, u64, i64)>)>,
+    added: VecDeque<(u64, TickBatch)>,
     pairs: usize,
 }
 
@@ -49,7 +52,7 @@ impl CoCounts {
         self.pairs += pairs.len();
         pairs.sort_unstable();
         // Equal pairs become one count; each anchor's items are updated after one lookup of the anchor.
-        let mut batch: Vec<(u64, u64, i64)> = Vec::with_capacity(pairs.len());
+        let mut batch: TickBatch = Vec::with_capacity(pairs.len());
         for (anchor, item) in pairs.drain(..) {
             match batch.last_mut() {
                 Some((a, i, n)) if *a == anchor && *i == item => *n += 1,

@@ -49,7 +49,9 @@ impl<'scope, D: Clone + 'static, R: Semigroup + 'static> Schedule<'scope, D, R> 
                         });
                         // Due once no input can arrive before the scheduled time.
                         let earliest_input = frontier.frontier().first().copied();
-                        while let Some((cap, mut updates)) = held.pop_ready(|due| earliest_input.is_none_or(|t| t >= due)) {
+                        while let Some((cap, mut updates)) =
+                            held.pop_ready(|due| earliest_input.is_none_or(|t| t >= due))
+                        {
                             output.session(&cap).give_container(&mut updates);
                         }
                     }

@@ -19,8 +19,8 @@
 //! assert_eq!(captured.extract(), vec![(0, vec![45])]);
 //! ```
 
-use crate::pending::Pending;
 use crate::exchange::exchange;
+use crate::pending::Pending;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
