@@ -48,10 +48,7 @@ impl<D> Pending<D> {
         I: IntoIterator<Item = D>,
         C: FnOnce() -> Capability<u64>,
     {
-        if self.capability.as_ref().is_none_or(|held| tick < *held.time()) {
-            self.capability = Some(capability_at_tick());
-        }
-        self.waiting.entry(tick).or_default().extend(records);
+        self.slot(tick, capability_at_tick).extend(records);
     }
 
     /// Moves all of `records` in as due at `tick` (see [`Pending::extend`]); the first batch of a
@@ -60,15 +57,21 @@ impl<D> Pending<D> {
     where
         C: FnOnce() -> Capability<u64>,
     {
-        if self.capability.as_ref().is_none_or(|held| tick < *held.time()) {
-            self.capability = Some(capability_at_tick());
-        }
-        let slot = self.waiting.entry(tick).or_default();
+        let slot = self.slot(tick, capability_at_tick);
         if slot.is_empty() {
             std::mem::swap(slot, records);
         } else {
             slot.append(records);
         }
+    }
+
+    /// The records due at `tick`, taking a capability at `tick` when it is earlier than
+    /// everything waiting.
+    fn slot<C: FnOnce() -> Capability<u64>>(&mut self, tick: u64, capability_at_tick: C) -> &mut Vec<D> {
+        if self.capability.as_ref().is_none_or(|held| tick < *held.time()) {
+            self.capability = Some(capability_at_tick());
+        }
+        self.waiting.entry(tick).or_default()
     }
 
     /// Adds one record due at `tick` (see [`Pending::extend`]).
