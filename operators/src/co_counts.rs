@@ -17,26 +17,34 @@
 //! ```
 
 use crate::hash::FastMap;
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 
-/// One tick's additions: `(anchor, item, count)`, sorted by anchor.
-type TickBatch = Vec<(u64, u64, i64)>;
+/// `(anchor, item, count)` updates sorted by `(anchor, item)`, each pair at most once.
+type Run = Vec<(u64, u64, i64)>;
 
 /// Windowed co-occurrence counts: anchor → item → count.
+///
+/// Updates are kept as sorted runs merged like a log-structured merge tree rather than
+/// in per-anchor hash maps: a replay adds millions of pairs at random anchors, and a
+/// hash map pays a cache miss or two for each, where merging sorted runs streams
+/// through memory. Expiry adds the expired tick's pairs again with negated counts;
+/// merges cancel them out.
 #[derive(Clone, Debug, Default)]
 pub struct CoCounts {
     window: u64,
-    counts: FastMap<u64, FastMap<u64, i64>>,
-    /// What each tick added, `(anchor, item, count)` sorted by anchor, oldest tick first:
-    /// one exact-size batch per tick, so the window never reallocates as a whole.
-    added: VecDeque<(u64, TickBatch)>,
+    /// Consolidated runs, larger (older) first; a run is merged into the one before it
+    /// once it holds at least half as many updates, so there are O(log n) runs.
+    runs: Vec<Run>,
+    /// What each tick added, oldest tick first, for expiry.
+    added: VecDeque<(u64, Run)>,
     pairs: usize,
 }
 
 impl CoCounts {
     /// Counts kept for `window` ticks.
     pub fn new(window: u64) -> Self {
-        Self { window: window.max(1), counts: FastMap::default(), added: VecDeque::new(), pairs: 0 }
+        Self { window: window.max(1), runs: Vec::new(), added: VecDeque::new(), pairs: 0 }
     }
 
     /// Counts one co-occurrence of `item` with `anchor` at `tick` (ticks must not decrease).
@@ -51,25 +59,18 @@ impl CoCounts {
         }
         self.pairs += pairs.len();
         pairs.sort_unstable();
-        // Equal pairs become one count; each anchor's items are updated after one lookup of the anchor.
-        let mut batch: TickBatch = Vec::with_capacity(pairs.len());
+        let mut batch: Run = Vec::with_capacity(pairs.len());
         for (anchor, item) in pairs.drain(..) {
             match batch.last_mut() {
                 Some((a, i, n)) if *a == anchor && *i == item => *n += 1,
                 _ => batch.push((anchor, item, 1)),
             }
         }
-        for run in batch.chunk_by(|x, y| x.0 == y.0) {
-            let items = self.counts.entry(run[0].0).or_default();
-            for &(_, item, n) in run {
-                *items.entry(item).or_default() += n;
-            }
-        }
+        self.push_run(batch.clone());
         match self.added.back_mut() {
             Some((last, earlier)) if *last == tick => {
-                // A second batch for the same tick: expiry walks it like the first.
-                earlier.extend(batch);
-                earlier.sort_unstable();
+                // A second batch for the same tick: expiry takes both at once.
+                *earlier = merge(earlier, &batch);
             }
             _ => self.added.push_back((tick, batch)),
         }
@@ -81,23 +82,32 @@ impl CoCounts {
             if tick + self.window > now {
                 break;
             }
-            let Some((_, batch)) = self.added.pop_front() else { break };
-            for run in batch.chunk_by(|x, y| x.0 == y.0) {
-                let anchor = run[0].0;
-                let Some(items) = self.counts.get_mut(&anchor) else { continue };
-                for &(_, item, n) in run {
-                    self.pairs -= n as usize;
-                    if let Some(c) = items.get_mut(&item) {
-                        *c -= n;
-                        if *c <= 0 {
-                            items.remove(&item);
-                        }
-                    }
-                }
-                if items.is_empty() {
-                    self.counts.remove(&anchor);
-                }
+            let Some((_, mut batch)) = self.added.pop_front() else { break };
+            for (_, _, n) in batch.iter_mut() {
+                self.pairs -= *n as usize;
+                *n = -*n;
             }
+            self.push_run(batch);
+        }
+    }
+
+    /// Adds a sorted run, then merges while the last run is at least half the size of
+    /// the one before it (each update is copied O(log n) times over its life).
+    fn push_run(&mut self, run: Run) {
+        self.runs.push(run);
+        while let [.., older, newer] = &self.runs[..] {
+            if older.len() > 2 * newer.len() {
+                break;
+            }
+            let merged = merge(older, newer);
+            self.runs.truncate(self.runs.len() - 2);
+            if !merged.is_empty() {
+                self.runs.push(merged);
+            }
+        }
+        if self.pairs == 0 {
+            // Everything expired: whatever is left cancels out.
+            self.runs.clear();
         }
     }
 
@@ -105,15 +115,16 @@ impl CoCounts {
     /// (anchors themselves excluded), best first; ties go to the lower item id.
     pub fn related(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<(u64, i64)> {
         let mut sums: FastMap<u64, i64> = FastMap::default();
-        for a in anchors {
-            if let Some(items) = self.counts.get(a) {
-                for (item, c) in items {
-                    *sums.entry(*item).or_default() += c;
+        for run in &self.runs {
+            for &a in anchors {
+                let from = run.partition_point(|u| u.0 < a);
+                for &(_, item, n) in run[from..].iter().take_while(|u| u.0 == a) {
+                    *sums.entry(item).or_default() += n;
                 }
             }
         }
         let mut best: Vec<(u64, i64)> =
-            sums.into_iter().filter(|(item, _)| !anchors.contains(item) && accept(*item)).collect();
+            sums.into_iter().filter(|&(item, n)| n > 0 && !anchors.contains(&item) && accept(item)).collect();
         best.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         best.truncate(k);
         best
@@ -128,6 +139,35 @@ impl CoCounts {
     pub fn is_empty(&self) -> bool {
         self.pairs == 0
     }
+}
+
+/// Merges two sorted runs, summing the counts of equal pairs and dropping those that cancel.
+fn merge(a: &[(u64, u64, i64)], b: &[(u64, u64, i64)]) -> Run {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        match (x.0, x.1).cmp(&(y.0, y.1)) {
+            Ordering::Less => {
+                out.push(x);
+                i += 1;
+            }
+            Ordering::Greater => {
+                out.push(y);
+                j += 1;
+            }
+            Ordering::Equal => {
+                if x.2 + y.2 != 0 {
+                    out.push((x.0, x.1, x.2 + y.2));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 #[cfg(test)]
@@ -169,5 +209,8 @@ mod tests {
             assert_eq!(co.related(&anchors, 8, |i| i % 7 != 0), want, "tick {tick}");
         }
         assert_eq!(co.len(), 3 * 49, "ticks 351..=399 are still in the window");
+        assert!(co.runs.len() <= 12, "merging keeps few runs: {}", co.runs.len());
+        co.expire(1000);
+        assert!(co.is_empty() && co.runs.is_empty() && co.related(&[1, 2], 5, |_| true).is_empty());
     }
 }
