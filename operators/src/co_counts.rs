@@ -17,34 +17,81 @@
 //! ```
 
 use crate::hash::FastMap;
-use std::cmp::Ordering;
 use std::collections::VecDeque;
 
-/// `(anchor, item, count)` updates sorted by `(anchor, item)`, each pair at most once.
-type Run = Vec<(u64, u64, i64)>;
+/// One tick's `(anchor, item)` co-occurrences, in arrival order.
+type TickBatch = Vec<(u64, u64)>;
 
 /// Windowed co-occurrence counts: anchor → item → count.
-///
-/// Updates are kept as sorted runs merged like a log-structured merge tree rather than
-/// in per-anchor hash maps: a replay adds millions of pairs at random anchors, and a
-/// hash map pays a cache miss or two for each, where merging sorted runs streams
-/// through memory. Expiry adds the expired tick's pairs again with negated counts;
-/// merges cancel them out.
 #[derive(Clone, Debug, Default)]
 pub struct CoCounts {
     window: u64,
-    /// Consolidated runs, larger (older) first; a run is merged into the one before it
-    /// once it holds at least half as many updates, so there are O(log n) runs.
-    runs: Vec<Run>,
+    anchors: FastMap<u64, AnchorCounts>,
     /// What each tick added, oldest tick first, for expiry.
-    added: VecDeque<(u64, Run)>,
+    added: VecDeque<(u64, TickBatch)>,
     pairs: usize,
+}
+
+/// One anchor's counts: a sorted consolidated part and the updates since it was last sorted.
+///
+/// A replay adds millions of pairs at random anchors. Counting each in a per-anchor hash
+/// map costs a cache miss or two per pair; appending to the anchor's update list touches
+/// one line, and folding the list in once it is half the sorted part's size streams
+/// through memory, copying each update a few times.
+#[derive(Clone, Debug, Default)]
+struct AnchorCounts {
+    /// `(item, count)` sorted by item; no zero counts.
+    sorted: Vec<(u64, i64)>,
+    /// `(item, change)` in arrival order (expiry appends negated counts).
+    updates: Vec<(u64, i64)>,
+}
+
+impl AnchorCounts {
+    /// Folds the updates in once there are enough of them to be worth the copy.
+    fn push(&mut self, item: u64, change: i64) {
+        self.updates.push((item, change));
+        if self.updates.len() >= (self.sorted.len() / 2).max(16) {
+            self.fold();
+        }
+    }
+
+    fn fold(&mut self) {
+        self.updates.sort_unstable_by_key(|u| u.0);
+        let mut merged = Vec::with_capacity(self.sorted.len() + self.updates.len());
+        let mut sorted = self.sorted.iter().copied().peekable();
+        for &(item, change) in &self.updates {
+            while let Some(&older) = sorted.peek() {
+                if older.0 >= item {
+                    break;
+                }
+                merged.push(older);
+                sorted.next();
+            }
+            match merged.last_mut() {
+                Some(last) if last.0 == item => last.1 += change,
+                _ => match sorted.next_if(|older| older.0 == item) {
+                    Some(older) => merged.push((item, older.1 + change)),
+                    None => merged.push((item, change)),
+                },
+            }
+            if merged.last().is_some_and(|last| last.1 == 0) {
+                merged.pop();
+            }
+        }
+        merged.extend(sorted);
+        self.sorted = merged;
+        self.updates.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sorted.is_empty() && self.updates.is_empty()
+    }
 }
 
 impl CoCounts {
     /// Counts kept for `window` ticks.
     pub fn new(window: u64) -> Self {
-        Self { window: window.max(1), runs: Vec::new(), added: VecDeque::new(), pairs: 0 }
+        Self { window: window.max(1), anchors: FastMap::default(), added: VecDeque::new(), pairs: 0 }
     }
 
     /// Counts one co-occurrence of `item` with `anchor` at `tick` (ticks must not decrease).
@@ -58,21 +105,12 @@ impl CoCounts {
             return;
         }
         self.pairs += pairs.len();
-        pairs.sort_unstable();
-        let mut batch: Run = Vec::with_capacity(pairs.len());
-        for (anchor, item) in pairs.drain(..) {
-            match batch.last_mut() {
-                Some((a, i, n)) if *a == anchor && *i == item => *n += 1,
-                _ => batch.push((anchor, item, 1)),
-            }
+        for &(anchor, item) in pairs.iter() {
+            self.anchors.entry(anchor).or_default().push(item, 1);
         }
-        self.push_run(batch.clone());
         match self.added.back_mut() {
-            Some((last, earlier)) if *last == tick => {
-                // A second batch for the same tick: expiry takes both at once.
-                *earlier = merge(earlier, &batch);
-            }
-            _ => self.added.push_back((tick, batch)),
+            Some((last, earlier)) if *last == tick => earlier.append(pairs),
+            _ => self.added.push_back((tick, std::mem::take(pairs))),
         }
     }
 
@@ -82,32 +120,19 @@ impl CoCounts {
             if tick + self.window > now {
                 break;
             }
-            let Some((_, mut batch)) = self.added.pop_front() else { break };
-            for (_, _, n) in batch.iter_mut() {
-                self.pairs -= *n as usize;
-                *n = -*n;
+            let Some((_, batch)) = self.added.pop_front() else { break };
+            self.pairs -= batch.len();
+            for (anchor, item) in batch {
+                let Some(counts) = self.anchors.get_mut(&anchor) else { continue };
+                counts.push(item, -1);
+                if counts.updates.len() >= counts.sorted.len() {
+                    // Possibly all cancelled: fold now so a quiet anchor does not linger.
+                    counts.fold();
+                    if counts.is_empty() {
+                        self.anchors.remove(&anchor);
+                    }
+                }
             }
-            self.push_run(batch);
-        }
-    }
-
-    /// Adds a sorted run, then merges while the last run is at least half the size of
-    /// the one before it (each update is copied O(log n) times over its life).
-    fn push_run(&mut self, run: Run) {
-        self.runs.push(run);
-        while let [.., older, newer] = &self.runs[..] {
-            if older.len() > 2 * newer.len() {
-                break;
-            }
-            let merged = merge(older, newer);
-            self.runs.truncate(self.runs.len() - 2);
-            if !merged.is_empty() {
-                self.runs.push(merged);
-            }
-        }
-        if self.pairs == 0 {
-            // Everything expired: whatever is left cancels out.
-            self.runs.clear();
         }
     }
 
@@ -115,10 +140,9 @@ impl CoCounts {
     /// (anchors themselves excluded), best first; ties go to the lower item id.
     pub fn related(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<(u64, i64)> {
         let mut sums: FastMap<u64, i64> = FastMap::default();
-        for run in &self.runs {
-            for &a in anchors {
-                let from = run.partition_point(|u| u.0 < a);
-                for &(_, item, n) in run[from..].iter().take_while(|u| u.0 == a) {
+        for a in anchors {
+            if let Some(counts) = self.anchors.get(a) {
+                for &(item, n) in counts.sorted.iter().chain(&counts.updates) {
                     *sums.entry(item).or_default() += n;
                 }
             }
@@ -141,39 +165,32 @@ impl CoCounts {
     }
 }
 
-/// Merges two sorted runs, summing the counts of equal pairs and dropping those that cancel.
-fn merge(a: &[(u64, u64, i64)], b: &[(u64, u64, i64)]) -> Run {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let (x, y) = (a[i], b[j]);
-        match (x.0, x.1).cmp(&(y.0, y.1)) {
-            Ordering::Less => {
-                out.push(x);
-                i += 1;
-            }
-            Ordering::Greater => {
-                out.push(y);
-                j += 1;
-            }
-            Ordering::Equal => {
-                if x.2 + y.2 != 0 {
-                    out.push((x.0, x.1, x.2 + y.2));
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn fold_sums_updates_into_the_sorted_counts() {
+        let mut x = 99u64;
+        let mut next = move |m: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        for round in 0..500 {
+            let mut counts = AnchorCounts::default();
+            let mut want: BTreeMap<u64, i64> = BTreeMap::new();
+            for _ in 0..next(60) {
+                let (item, change) = (next(8), next(5) as i64 - 2);
+                counts.push(item, change);
+                *want.entry(item).or_default() += change;
+            }
+            counts.fold();
+            want.retain(|_, n| *n != 0);
+            assert_eq!(counts.sorted, want.into_iter().collect::<Vec<_>>(), "round {round}");
+            assert!(counts.updates.is_empty());
+        }
+    }
 
     #[test]
     fn matches_recount_from_the_window() {
@@ -209,8 +226,7 @@ mod tests {
             assert_eq!(co.related(&anchors, 8, |i| i % 7 != 0), want, "tick {tick}");
         }
         assert_eq!(co.len(), 3 * 49, "ticks 351..=399 are still in the window");
-        assert!(co.runs.len() <= 12, "merging keeps few runs: {}", co.runs.len());
         co.expire(1000);
-        assert!(co.is_empty() && co.runs.is_empty() && co.related(&[1, 2], 5, |_| true).is_empty());
+        assert!(co.is_empty() && co.anchors.is_empty() && co.related(&[1, 2], 5, |_| true).is_empty());
     }
 }
