@@ -243,7 +243,7 @@ pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result
                     out
                 }
             };
-            EventBody::Upload(Upload {
+            EventBody::Upload(Box::new(Upload {
                 post_id,
                 creator_id,
                 embedding,
@@ -251,7 +251,7 @@ pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result
                 content_type: wire.content_type.map(Cow::into_owned).unwrap_or_default(),
                 is_public: wire.is_public.unwrap_or(true),
                 safety,
-            })
+            }))
         }
         "engagement" => {
             let user_id = require(wire.user_id, "user_id", "engagement")?;
@@ -287,14 +287,14 @@ pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result
                 Some(c) => (c.device.map(Cow::into_owned), c.region.map(Cow::into_owned)),
                 None => (None, None),
             };
-            EventBody::Request(Request {
+            EventBody::Request(Box::new(Request {
                 request_id,
                 user_id,
                 k: k as u32,
                 device,
                 region,
                 shadow: wire.shadow.unwrap_or(false),
-            })
+            }))
         }
         other => {
             return Err(Rejection::new(RejectReason::UnknownType, format!("unknown event type {other:?}")));

@@ -29,17 +29,18 @@ pub struct Event {
     pub body: EventBody,
 }
 
-/// The four event types.
+/// The four event types. Uploads and requests are boxed: engagements, nearly all of the
+/// traffic, are small, and every event is moved through several exchanges.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// A new post.
-    Upload(Upload),
+    Upload(Box<Upload>),
     /// A user acted on a post.
     Engagement(Engagement),
     /// A moderation decision about a post.
     Moderation(Moderation),
     /// A user asks for a page of recommendations.
-    Request(Request),
+    Request(Box<Request>),
 }
 
 impl EventBody {
