@@ -432,7 +432,7 @@ fn run_worker(
         let eligible = eligible.as_collection();
 
         let pool = trending_pool(config, velocity, eligible.clone());
-        let fresh = fresh_pool(config, eligible.clone()).consolidate();
+        let fresh = fresh_pool(config, eligible.clone());
 
         // Ranking at the user's worker: contexts, every worker's rows, and the trending pool (kept by every worker).
         let rank_inputs = rank_requests_in.concat(rank_rows).concat(pool.inner.clone().flat_map(

@@ -17,12 +17,11 @@ use differential_dataflow::{AsCollection, VecCollection};
 use feedflow_connectors::config::Config;
 use feedflow_operators::expire::ExpireAfter;
 use feedflow_operators::hash::{mix64, FastMap};
-use feedflow_operators::sliding_window::SlidingWindow;
+use feedflow_operators::schedule::Schedule;
 use feedflow_operators::tick_batch::TickBatch;
 use feedflow_operators::top_k::TopK;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
 
 /// The trending pool: `(category, entry)` records.
@@ -40,36 +39,36 @@ pub fn trending_pool<'scope>(
     let baseline_window = config.ticks(t.baseline_window_ms);
     let max_age = config.ticks(t.max_age_ms);
 
-    // Three change streams, each already carrying its own retractions (window expiry, post age),
-    // meet at the creator's worker, where one stage keeps the sums and the pool candidates.
-    let recent = engagements
-        .clone()
-        .map(|e| ((e.post_id, e.creator_id), e.tick, (e.weight_milli, 1i64)))
+    // Each positive engagement enters the recent and the baseline window and leaves each when it
+    // expires; young posts leave at their age limit. All three meet at the creator's worker,
+    // where one stage keeps the sums and the pool candidates.
+    let windows = engagements
+        .flat_map(|e| {
+            let (post_id, creator_id, weight_milli) = (e.post_id, e.creator_id, e.weight_milli);
+            [
+                (VelocityUpdate::Recent { post_id, creator_id, weight_milli }, e.tick, 1isize),
+                (VelocityUpdate::Baseline { creator_id, weight_milli }, e.tick, 1isize),
+            ]
+        })
         .as_collection()
-        .sliding_window(window)
-        .inner
-        .map(|((post_id, creator_id), tick, (weight_milli, count))| {
-            (VelocityUpdate::Recent { post_id, creator_id, weight_milli, count }, tick)
+        .schedule("VelocityWindows", move |(update, tick, diff)| {
+            let width = match update {
+                VelocityUpdate::Recent { .. } => window,
+                VelocityUpdate::Baseline { .. } => baseline_window,
+                VelocityUpdate::Young(_) => return None,
+            };
+            Some((update.clone(), tick.saturating_add(width), -diff))
         });
-    let baseline = engagements
-        .map(|e| (e.creator_id, e.tick, e.weight_milli))
-        .as_collection()
-        .sliding_window(baseline_window)
-        .inner
-        .map(|(creator_id, tick, weight_milli)| (VelocityUpdate::Baseline { creator_id, weight_milli }, tick));
-    let young = eligible
-        .expire_after(|p: &PostInfo| p.upload_tick, max_age)
-        .inner
-        .map(|(info, tick, diff)| (VelocityUpdate::Young(info, diff), tick));
+    let young = eligible.expire_after(|p: &PostInfo| p.upload_tick, max_age).map(VelocityUpdate::Young);
 
     let mut state = VelocityState::new(config);
-    recent
-        .concat(baseline)
+    windows
         .concat(young)
+        .inner
         .tick_batch_by(
             "Velocity",
-            |(u, _): &(VelocityUpdate, u64)| mix64(u.creator_id()),
-            |(_, tick)| *tick,
+            |(u, _, _): &(VelocityUpdate, u64, isize)| mix64(u.creator_id()),
+            |(_, tick, _)| *tick,
             move |tick, updates, out| state.apply_tick(tick, updates, out),
         )
         .as_collection()
@@ -79,12 +78,12 @@ pub fn trending_pool<'scope>(
 /// A change to one of the velocity stage's inputs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum VelocityUpdate {
-    /// A positive engagement entering (or, negated, leaving) the recent window.
-    Recent { post_id: u64, creator_id: u64, weight_milli: i64, count: i64 },
-    /// A positive engagement entering (or, negated, leaving) the creator's baseline window.
+    /// A positive engagement entering (+1) or leaving (-1) the recent window.
+    Recent { post_id: u64, creator_id: u64, weight_milli: i64 },
+    /// A positive engagement entering (+1) or leaving (-1) the creator's baseline window.
     Baseline { creator_id: u64, weight_milli: i64 },
     /// A recommendable post younger than `max_age` appearing (+1) or leaving (-1).
-    Young(PostInfo, isize),
+    Young(PostInfo),
 }
 
 impl VelocityUpdate {
@@ -92,7 +91,7 @@ impl VelocityUpdate {
     pub fn creator_id(&self) -> u64 {
         match self {
             VelocityUpdate::Recent { creator_id, .. } | VelocityUpdate::Baseline { creator_id, .. } => *creator_id,
-            VelocityUpdate::Young(info, _) => info.creator_id,
+            VelocityUpdate::Young(info) => info.creator_id,
         }
     }
 }
@@ -148,14 +147,15 @@ impl VelocityState {
     pub fn apply_tick(
         &mut self,
         tick: u64,
-        updates: Vec<(VelocityUpdate, u64)>,
+        updates: Vec<(VelocityUpdate, u64, isize)>,
         out: &mut Vec<((String, TrendEntry), u64, isize)>,
     ) {
         let mut posts = Vec::new();
         let mut creators = Vec::new();
-        for (update, _) in updates {
+        for (update, _, diff) in updates {
             match update {
-                VelocityUpdate::Recent { post_id, creator_id, weight_milli, count } => {
+                VelocityUpdate::Recent { post_id, creator_id, weight_milli } => {
+                    let (weight_milli, count) = (weight_milli * diff as i64, diff as i64);
                     let sums = self.recent.entry(post_id).or_insert((creator_id, 0, 0));
                     let was_present = sums.1 != 0 || sums.2 != 0;
                     sums.1 += weight_milli;
@@ -180,13 +180,13 @@ impl VelocityState {
                 }
                 VelocityUpdate::Baseline { creator_id, weight_milli } => {
                     let sum = self.baseline.entry(creator_id).or_insert(0);
-                    *sum += weight_milli;
+                    *sum += weight_milli * diff as i64;
                     if *sum == 0 {
                         self.baseline.remove(&creator_id);
                     }
                     creators.push(creator_id);
                 }
-                VelocityUpdate::Young(info, diff) => {
+                VelocityUpdate::Young(info) => {
                     let post_id = info.post_id;
                     let records = self.young.entry(post_id).or_default();
                     match records.iter_mut().find(|(i, _)| *i == info) {
