@@ -214,7 +214,10 @@ impl Users {
             if self.posts.contains_key(&p.post_id) {
                 continue;
             }
-            let known = KnownPost { creator_id: p.creator_id, category: p.category.into(), embedding: p.embedding };
+            // A copy of our own: every engagement clones this Arc, and a count shared with the other
+            // workers' copies would bounce its cache line between cores on each clone and drop.
+            let embedding = Arc::from(&*p.embedding);
+            let known = KnownPost { creator_id: p.creator_id, category: p.category.into(), embedding };
             self.posts.insert(p.post_id, known);
             for event in self.waiting.release(p.post_id, tick) {
                 joined.extend(self.join(tick, &event));
