@@ -191,11 +191,16 @@ impl Metrics {
 
     /// Counts one valid event of `type_name` (a wire type name) with `outcome` (one of [`EVENT_OUTCOMES`]).
     pub fn event(&self, type_name: &str, outcome: &str) {
+        self.events_by(type_name, outcome, 1);
+    }
+
+    /// Counts `n` events of a type with an outcome at once.
+    pub fn events_by(&self, type_name: &str, outcome: &str, n: u64) {
         let t = EVENT_TYPES.iter().position(|x| *x == type_name);
         let o = EVENT_OUTCOMES.iter().position(|x| *x == outcome);
         match (t, o) {
-            (Some(t), Some(o)) => self.event_counters[t * EVENT_OUTCOMES.len() + o].inc(),
-            _ => self.events.with_label_values(&[type_name, outcome]).inc(),
+            (Some(t), Some(o)) => self.event_counters[t * EVENT_OUTCOMES.len() + o].inc_by(n),
+            _ => self.events.with_label_values(&[type_name, outcome]).inc_by(n),
         }
     }
 

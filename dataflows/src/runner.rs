@@ -699,15 +699,27 @@ fn drive_file(
     let progress_every = Duration::from_millis(config.input.progress_interval_ms);
     let started = Instant::now();
     let mut last_progress = Instant::now();
+    // Lines and events read since the shared counts were last updated: every worker adding to
+    // one atomic per line would bounce its cache line between cores.
+    let mut unreported_lines = 0u64;
+    let mut unreported_events: BTreeMap<(&'static str, bool), u64> = BTreeMap::new();
+    let report = |lines: &mut u64, events: &mut BTreeMap<(&'static str, bool), u64>| {
+        shared.lines.fetch_add(std::mem::take(lines), Ordering::Relaxed);
+        for ((type_name, late), n) in std::mem::take(events) {
+            shared.metrics.events_by(type_name, if late { "late" } else { "applied" }, n);
+        }
+    };
     while let Some((line_no, bytes)) = reader.next_line()? {
         let position = Position { source: 0, partition: 0, offset: line_no };
         counters.borrow_mut().lines += 1;
-        shared.lines.fetch_add(1, Ordering::Relaxed);
+        unreported_lines += 1;
         match decode(bytes, position, &limits) {
             Ok(event) => {
                 pacer.wait_for(event.ts);
                 let tick = tick_of(event.ts, tick_ms);
-                let effective = counters.borrow_mut().admit(event.body.type_name(), tick, frontier, &shared.metrics);
+                let type_name = event.body.type_name();
+                let effective = counters.borrow_mut().admit_unreported(type_name, tick, frontier);
+                *unreported_events.entry((type_name, effective > tick)).or_default() += 1;
                 if tick > max_tick {
                     max_tick = tick;
                     let next = max_tick.saturating_sub(lateness);
@@ -732,6 +744,7 @@ fn drive_file(
         since_step += 1;
         if since_step >= 1024 {
             since_step = 0;
+            report(&mut unreported_lines, &mut unreported_events);
             worker.step();
             if options.progress && index == 0 && !progress_every.is_zero() && last_progress.elapsed() >= progress_every
             {
@@ -748,6 +761,7 @@ fn drive_file(
             }
         }
     }
+    report(&mut unreported_lines, &mut unreported_events);
     events_in.flush();
     dlq_in.flush();
     Ok(max_tick)

@@ -69,10 +69,21 @@ impl Counters {
     /// (here and in `metrics`); returns the tick it enters at: its own, or the
     /// frontier when it is late.
     pub fn admit(&mut self, type_name: &str, tick: u64, frontier: u64, metrics: &Metrics) -> u64 {
-        *self.events.entry(type_name.to_string()).or_default() += 1;
+        let effective = self.admit_unreported(type_name, tick, frontier);
+        metrics.event(type_name, if effective > tick { "late" } else { "applied" });
+        effective
+    }
+
+    /// As [`Self::admit`], leaving the metric to the caller (who may count a batch at once).
+    pub fn admit_unreported(&mut self, type_name: &str, tick: u64, frontier: u64) -> u64 {
+        match self.events.get_mut(type_name) {
+            Some(n) => *n += 1,
+            None => {
+                self.events.insert(type_name.to_string(), 1);
+            }
+        }
         let late = tick < frontier;
         self.late += late as u64;
-        metrics.event(type_name, if late { "late" } else { "applied" });
         tick.max(frontier)
     }
 
