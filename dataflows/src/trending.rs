@@ -8,9 +8,9 @@
 //! - the pool: recommendable posts younger than `max_age` with ratio ≥ threshold
 //!   and count ≥ `min_count`, the top `top_n` of each category by ratio.
 //!
-//! The windows and the age limit are differential collections whose retractions are
-//! scheduled at expiry; the sums and candidates live in one stage per creator
-//! ([`VelocityState`]); the per-category top `top_n` is differential's.
+//! The windows and the age limit are change streams whose retractions are scheduled
+//! at expiry; the sums and candidates live in one stage per creator
+//! ([`VelocityState`]); the per-category top `top_n` is kept by `TopK`.
 
 use crate::model::{weight_milli, PostInfo, Ratio, TrendEntry, Velocity};
 use differential_dataflow::{AsCollection, VecCollection};
