@@ -211,14 +211,10 @@ impl VelocityState {
         for post_id in posts {
             let now = self.candidates(post_id);
             let before = self.emitted.remove(&post_id).unwrap_or_default();
-            if now == before {
-                if !now.is_empty() {
-                    self.emitted.insert(post_id, now);
-                }
-                continue;
+            if now != before {
+                out.extend(before.into_iter().map(|(c, n)| (c, tick, -n)));
+                out.extend(now.iter().cloned().map(|(c, n)| (c, tick, n)));
             }
-            out.extend(before.into_iter().map(|(c, n)| (c, tick, -n)));
-            out.extend(now.iter().cloned().map(|(c, n)| (c, tick, n)));
             if !now.is_empty() {
                 self.emitted.insert(post_id, now);
             }
