@@ -13,7 +13,8 @@ use crate::features::{fallback_score, features, Proposed, QueryNorms, FEATURES, 
 use crate::live::LiveClock;
 use crate::metrics::Metrics;
 use crate::model::{tick_of, TrendEntry};
-use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, Source};
+use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, ShardRow, Source};
+use crate::users::Users;
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::Position;
 use feedflow_operators::hash::{mix64, FastMap};
@@ -173,7 +174,7 @@ impl Ranker {
     }
 
     /// Handles one complete tick: the tick's requests, then its trending-pool changes.
-    pub fn apply_tick(&mut self, _tick: u64, batch: Vec<RankInput>, out: &mut Vec<Served>) {
+    pub fn apply_tick(&mut self, _tick: u64, batch: Vec<RankInput>, users: &Users, out: &mut Vec<Served>) {
         let mut requests: Vec<Arc<RequestContext>> = Vec::new();
         let mut rows: FastMap<Position, Vec<Partial>> = FastMap::default();
         let mut trends = Vec::new();
@@ -187,7 +188,7 @@ impl Ranker {
         requests.sort_by_key(|r| (r.ts, r.position));
         for request in requests {
             let partials = rows.remove(&request.position).unwrap_or_default();
-            out.push(self.answer(&request, partials));
+            out.push(self.answer(&request, partials, users));
         }
         trends.sort_by(|a, b| (a.0, &a.2, a.3).cmp(&(b.0, &b.2, b.3)));
         for (_, category, entry, diff) in trends {
@@ -199,15 +200,15 @@ impl Ranker {
         }
     }
 
-    /// Answers one request from the rows of every worker.
-    pub fn answer(&mut self, context: &RequestContext, partials: Vec<Partial>) -> Served {
+    /// Answers one request from the rows of every worker; `users` holds the posts' content.
+    pub fn answer(&mut self, context: &RequestContext, partials: Vec<Partial>, users: &Users) -> Served {
         let started = Instant::now();
         let s = &self.config.serving;
         let shard_us = partials.iter().map(|p| p.shard_us).max().unwrap_or(0);
         let seen_since = context.ts - s.seen_window_ms as i64;
         let served = self.served.entry(context.user_id).or_default();
         served.retain(|_, t| *t > seen_since);
-        let mut rows: Vec<CandidateRow> = partials.into_iter().flat_map(|p| p.rows).collect();
+        let mut rows: Vec<ShardRow> = partials.into_iter().flat_map(|p| p.rows).collect();
         rows.sort_by_key(|r| r.post_id);
         // Served posts are dropped after each source's global top-k is taken: every worker's
         // top-k is taken before this filter too, so the result is the same for any worker count.
@@ -223,9 +224,8 @@ impl Ranker {
                 proposed[i].best_rank = proposed[i].best_rank.min(rank);
             }
         };
-        let indices = |keep: &dyn Fn(&CandidateRow) -> bool| -> Vec<usize> {
-            (0..rows.len()).filter(|i| keep(&rows[*i])).collect()
-        };
+        let indices =
+            |keep: &dyn Fn(&ShardRow) -> bool| -> Vec<usize> { (0..rows.len()).filter(|i| keep(&rows[*i])).collect() };
         let mut ann = indices(&|r| r.ann_distance.is_some());
         ann.sort_by(|a, b| {
             let (x, y) = (&rows[*a], &rows[*b]);
@@ -261,12 +261,25 @@ impl Ranker {
         trending.sort_by(|a, b| b.0.total_cmp(&a.0).then(rows[a.1].post_id.cmp(&rows[b.1].post_id)));
         pick(Source::Trending, trending.into_iter().map(|(_, i)| i).collect(), s.trending_k, &mut proposed);
 
-        let chosen: Vec<usize> = (0..rows.len()).filter(|i| unseen[*i] && proposed[*i].by.iter().any(|b| *b)).collect();
+        // Only the chosen rows get their post's content: from this worker's user side, which has
+        // every upload a shard knows (uploads reach both sides at their tick).
+        let (chosen, content): (Vec<usize>, Vec<CandidateRow>) = (0..rows.len())
+            .filter(|i| unseen[*i] && proposed[*i].by.iter().any(|b| *b))
+            .filter_map(|i| {
+                let post = users.known_post(rows[i].post_id);
+                debug_assert!(
+                    post.is_some(),
+                    "post {} offered by a shard is unknown to the user side",
+                    rows[i].post_id
+                );
+                post.map(|post| (i, CandidateRow::hydrate(&rows[i], post)))
+            })
+            .unzip();
         let width = FEATURES.len();
         let mut matrix = vec![0.0f32; chosen.len() * width];
         let norms = QueryNorms::of(context);
         for (n, i) in chosen.iter().enumerate() {
-            features(context, &norms, &rows[*i], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
+            features(context, &norms, &content[n], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
         }
 
         // Score: the model's heads combined with the configured weights, or the fallback.
@@ -315,15 +328,15 @@ impl Ranker {
         }
         let rr = &self.config.rerank;
         let categories: Vec<u64> =
-            chosen.iter().map(|i| feedflow_operators::hash::hash_bytes(rows[*i].category.as_bytes())).collect();
+            content.iter().map(|row| feedflow_operators::hash::hash_bytes(row.category.as_bytes())).collect();
         let candidates: Vec<PageCandidate<'_>> = chosen
             .iter()
             .enumerate()
             .map(|(n, i)| PageCandidate {
                 score: relevance[n],
-                author: rows[*i].creator_id,
+                author: content[n].creator_id,
                 group: categories[n],
-                embedding: &rows[*i].embedding,
+                embedding: &content[n].embedding,
                 explore: proposed[*i].by[6],
                 boosted: proposed[*i].by[3],
             })
@@ -492,10 +505,12 @@ fn round6(x: f64) -> f64 {
     }
 }
 
-/// Routes requests, rows and pool changes to the user's worker (pool changes to every worker) and ranks there.
+/// Routes requests, rows and pool changes to the user's worker (pool changes to every worker) and ranks there,
+/// with the posts' content from that worker's user side.
 pub fn rank_requests<'scope>(
     inputs: StreamVec<'scope, u64, RankInput>,
     ranker: Rc<RefCell<Ranker>>,
+    users: Rc<RefCell<Users>>,
 ) -> StreamVec<'scope, u64, Served> {
     inputs.tick_batch_by(
         "Rank",
@@ -509,6 +524,6 @@ pub fn rank_requests<'scope>(
             RankInput::Trend(_, _, _, time, _) => *time,
             _ => 0,
         },
-        move |tick, batch, out| ranker.borrow_mut().apply_tick(tick, batch, out),
+        move |tick, batch, out| ranker.borrow_mut().apply_tick(tick, batch, &users.borrow(), out),
     )
 }

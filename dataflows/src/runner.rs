@@ -440,7 +440,7 @@ fn run_worker(
                 (0..peers as u64).map(move |w| RankInput::Trend(w, category.clone(), entry.clone(), time, diff))
             },
         ));
-        let served = rank_requests(rank_inputs, ranker.clone());
+        let served = rank_requests(rank_inputs, ranker.clone(), users.clone());
         let writers = (responses_writer.clone(), impressions_writer.clone());
         let sink_error = error.clone();
         served

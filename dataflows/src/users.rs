@@ -40,6 +40,8 @@ pub struct PostMeta {
     pub creator_id: u64,
     /// Its category.
     pub category: String,
+    /// Its content type.
+    pub content_type: String,
     /// Its embedding.
     pub embedding: Arc<[f32]>,
 }
@@ -54,6 +56,7 @@ impl PostMeta {
             post_id: u.post_id,
             creator_id: u.creator_id,
             category: u.category.clone(),
+            content_type: u.content_type.clone(),
             embedding: Arc::from(u.embedding.as_slice()),
         })
     }
@@ -82,12 +85,17 @@ impl UserInput {
     }
 }
 
-/// A post as the user side keeps it.
-struct KnownPost {
-    creator_id: u64,
+/// A post as the user side keeps it; every worker keeps every post, in copies of its own.
+#[derive(Debug)]
+pub struct KnownPost {
+    /// Its creator.
+    pub creator_id: u64,
     /// Shared with every engagement joined with the post (no copy per engagement).
-    category: Arc<str>,
-    embedding: Arc<[f32]>,
+    pub category: Arc<str>,
+    /// Its content type (ranking reads it from here, see [`Users::known_post`]).
+    pub content_type: Arc<str>,
+    /// Its embedding as uploaded.
+    pub embedding: Arc<[f32]>,
 }
 
 /// One co-engagement: `item` was engaged positively near `anchor` by the same user.
@@ -170,6 +178,15 @@ pub struct Users {
 }
 
 impl Users {
+    /// An uploaded post (the first upload of its id), as of the last tick applied.
+    ///
+    /// Ranking takes a candidate's category, content type and embedding from here, at the
+    /// user's worker, rather than from the shard that offered it: the shard's copies would be
+    /// cloned on one core and dropped on another, bouncing their reference counts between them.
+    pub fn known_post(&self, post_id: u64) -> Option<&KnownPost> {
+        self.posts.get(&post_id)
+    }
+
     /// Empty state with the parameters of `config`.
     pub fn new(config: &Config) -> Self {
         let s = &config.serving;
@@ -217,7 +234,12 @@ impl Users {
             // A copy of our own: every engagement clones this Arc, and a count shared with the other
             // workers' copies would bounce its cache line between cores on each clone and drop.
             let embedding = Arc::from(&*p.embedding);
-            let known = KnownPost { creator_id: p.creator_id, category: p.category.into(), embedding };
+            let known = KnownPost {
+                creator_id: p.creator_id,
+                category: p.category.into(),
+                content_type: p.content_type.into(),
+                embedding,
+            };
             self.posts.insert(p.post_id, known);
             for event in self.waiting.release(p.post_id, tick) {
                 joined.extend(self.join(tick, &event));
