@@ -10,7 +10,7 @@
 //! of workers (exploration and ANN work per logical shard for that reason).
 
 use crate::posts::{shard_of, PostState, Registry};
-use crate::serving::{Partial, RequestContext, ShardRow};
+use crate::serving::{CandidateRow, Partial, RequestContext};
 use feedflow_connectors::config::Config;
 use feedflow_operators::co_counts::CoCounts;
 use feedflow_operators::hash::{hash_bytes, mix64, FastMap};
@@ -180,11 +180,11 @@ impl ShardServing {
 }
 
 /// A row for a post, with its engagement figures and no source yet (its content is added at ranking).
-fn new_row(serving: &ShardServing, post_id: u64, post: &PostState) -> ShardRow {
+fn new_row(serving: &ShardServing, post_id: u64, post: &PostState) -> CandidateRow {
     let (popularity_milli, _) = serving.popular.get(post_id);
     let (recent_milli, recent_count) = serving.recent.get(post_id);
     let safety = &post.safety;
-    ShardRow {
+    CandidateRow {
         post_id,
         creator_id: post.creator_id,
         upload_ts: post.upload_ts,
@@ -214,7 +214,7 @@ impl Registry {
         let s = &config.serving;
         let serving = &self.serving;
         let state_tick = context.tick.saturating_sub(1);
-        let mut rows: BTreeMap<u64, ShardRow> = BTreeMap::new();
+        let mut rows: BTreeMap<u64, CandidateRow> = BTreeMap::new();
         let usable = |post_id: u64| -> Option<&PostState> {
             let post = self.posts.get(&post_id)?;
             (post.recommendable() && !context.excludes(post_id, post.creator_id)).then_some(post)

@@ -5,6 +5,7 @@
 //! refused at load when its metadata lists other names (no train/serve skew).
 
 use crate::serving::{cosine_with, squared_norm, CandidateRow, RequestContext};
+use crate::users::KnownPost;
 
 /// Feature names, in column order.
 pub const FEATURES: [&str; 26] = [
@@ -73,11 +74,13 @@ impl QueryNorms {
     }
 }
 
-/// Writes the features of one candidate into `out` (length [`FEATURES`]).
+/// Writes the features of one candidate (the shard's row and the post's content) into `out`
+/// (length [`FEATURES`]).
 pub fn features(
     context: &RequestContext,
     norms: &QueryNorms,
     row: &CandidateRow,
+    post: &KnownPost,
     proposed: &Proposed,
     out: &mut [f32],
 ) {
@@ -85,11 +88,11 @@ pub fn features(
     let flag = |s: Source| proposed.by[Source::ALL.iter().position(|x| *x == s).unwrap_or(0)] as u8 as f32;
     let age_h = ((context.ts - row.upload_ts).max(0) as f64) / 3_600_000.0;
     let hour = ((context.ts.rem_euclid(86_400_000)) as f64 / 3_600_000.0) * std::f64::consts::TAU / 24.0;
-    let row_squared = squared_norm(&row.embedding);
+    let row_squared = squared_norm(&post.embedding);
     let values: [f64; 26] = [
-        cosine_with(&row.embedding, row_squared, &context.long_term, norms.long_term) as f64,
-        cosine_with(&row.embedding, row_squared, &context.session, norms.session) as f64,
-        cosine_with(&row.embedding, row_squared, &context.query, norms.query) as f64,
+        cosine_with(&post.embedding, row_squared, &context.long_term, norms.long_term) as f64,
+        cosine_with(&post.embedding, row_squared, &context.session, norms.session) as f64,
+        cosine_with(&post.embedding, row_squared, &context.query, norms.query) as f64,
         1.0 / (1.0 + proposed.best_rank as f64),
         flag(Source::Ann) as f64,
         flag(Source::Related) as f64,
@@ -105,11 +108,11 @@ pub fn features(
         proposed.velocity_ratio.map_or(0.0, |r| r.max(0.0).ln_1p()),
         age_h.ln_1p(),
         signed_log(context.creator_affinity(row.creator_id)),
-        context.category_affinity(&row.category),
+        context.category_affinity(&post.category),
         context.follows(row.creator_id) as u8 as f64,
-        (&*row.content_type == "reel") as u8 as f64,
-        (&*row.content_type == "photo") as u8 as f64,
-        (&*row.content_type == "carousel") as u8 as f64,
+        (&*post.content_type == "reel") as u8 as f64,
+        (&*post.content_type == "photo") as u8 as f64,
+        (&*post.content_type == "carousel") as u8 as f64,
         hour.sin(),
         hour.cos(),
         (context.actions as f64).ln_1p(),

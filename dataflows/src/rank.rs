@@ -13,8 +13,8 @@ use crate::features::{fallback_score, features, Proposed, QueryNorms, FEATURES, 
 use crate::live::LiveClock;
 use crate::metrics::Metrics;
 use crate::model::{tick_of, TrendEntry};
-use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, ShardRow, Source};
-use crate::users::Users;
+use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, Source};
+use crate::users::{KnownPost, Users};
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::Position;
 use feedflow_operators::hash::{mix64, FastMap};
@@ -208,7 +208,7 @@ impl Ranker {
         let seen_since = context.ts - s.seen_window_ms as i64;
         let served = self.served.entry(context.user_id).or_default();
         served.retain(|_, t| *t > seen_since);
-        let mut rows: Vec<ShardRow> = partials.into_iter().flat_map(|p| p.rows).collect();
+        let mut rows: Vec<CandidateRow> = partials.into_iter().flat_map(|p| p.rows).collect();
         rows.sort_by_key(|r| r.post_id);
         // Served posts are dropped after each source's global top-k is taken: every worker's
         // top-k is taken before this filter too, so the result is the same for any worker count.
@@ -224,8 +224,9 @@ impl Ranker {
                 proposed[i].best_rank = proposed[i].best_rank.min(rank);
             }
         };
-        let indices =
-            |keep: &dyn Fn(&ShardRow) -> bool| -> Vec<usize> { (0..rows.len()).filter(|i| keep(&rows[*i])).collect() };
+        let indices = |keep: &dyn Fn(&CandidateRow) -> bool| -> Vec<usize> {
+            (0..rows.len()).filter(|i| keep(&rows[*i])).collect()
+        };
         let mut ann = indices(&|r| r.ann_distance.is_some());
         ann.sort_by(|a, b| {
             let (x, y) = (&rows[*a], &rows[*b]);
@@ -263,7 +264,7 @@ impl Ranker {
 
         // Only the chosen rows get their post's content: from this worker's user side, which has
         // every upload a shard knows (uploads reach both sides at their tick).
-        let (chosen, content): (Vec<usize>, Vec<CandidateRow>) = (0..rows.len())
+        let (chosen, content): (Vec<usize>, Vec<&KnownPost>) = (0..rows.len())
             .filter(|i| unseen[*i] && proposed[*i].by.iter().any(|b| *b))
             .filter_map(|i| {
                 let post = users.known_post(rows[i].post_id);
@@ -272,14 +273,14 @@ impl Ranker {
                     "post {} offered by a shard is unknown to the user side",
                     rows[i].post_id
                 );
-                post.map(|post| (i, CandidateRow::hydrate(&rows[i], post)))
+                post.map(|post| (i, post))
             })
             .unzip();
         let width = FEATURES.len();
         let mut matrix = vec![0.0f32; chosen.len() * width];
         let norms = QueryNorms::of(context);
         for (n, i) in chosen.iter().enumerate() {
-            features(context, &norms, &content[n], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
+            features(context, &norms, &rows[*i], content[n], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
         }
 
         // Score: the model's heads combined with the configured weights, or the fallback.
@@ -328,13 +329,13 @@ impl Ranker {
         }
         let rr = &self.config.rerank;
         let categories: Vec<u64> =
-            content.iter().map(|row| feedflow_operators::hash::hash_bytes(row.category.as_bytes())).collect();
+            content.iter().map(|post| feedflow_operators::hash::hash_bytes(post.category.as_bytes())).collect();
         let candidates: Vec<PageCandidate<'_>> = chosen
             .iter()
             .enumerate()
             .map(|(n, i)| PageCandidate {
                 score: relevance[n],
-                author: content[n].creator_id,
+                author: rows[*i].creator_id,
                 group: categories[n],
                 embedding: &content[n].embedding,
                 explore: proposed[*i].by[6],

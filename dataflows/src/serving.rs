@@ -4,14 +4,12 @@
 //! 1. the user's worker ([`crate::users`]) turns a request into a [`RequestContext`]
 //!    (vectors, recent positives, what to exclude, affinities), as of the end of the previous tick;
 //! 2. every worker's post registry ([`crate::candidates`]) answers it from its shards with
-//!    [`ShardRow`]s (ANN, related, fresh, followed, popular, explore, and young engaged posts the trending pool may hold);
-//! 3. the user's worker again ([`crate::rank`]) adds each post's content from its own user side
-//!    ([`CandidateRow`]), merges the rows, filters, scores them with the ranker and builds the page.
+//!    [`CandidateRow`]s (ANN, related, fresh, followed, popular, explore, and young engaged posts the trending pool may hold);
+//! 3. the user's worker again ([`crate::rank`]) merges the rows, filters, reads the chosen posts'
+//!    content from its own user side, scores them with the ranker and builds the page.
 
-use crate::users::KnownPost;
 use feedflow_connectors::event::Position;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// Where a candidate came from (DESIGN.md §6), in the order used to name an item's source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -141,52 +139,13 @@ impl RequestContext {
 /// A post offered by one shard for one request: what only the shard knows.
 ///
 /// The post's category, content type and embedding are not shipped: the user's worker keeps
-/// every upload and adds them there ([`CandidateRow::hydrate`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ShardRow {
-    /// The post.
-    pub post_id: u64,
-    /// Its creator.
-    pub creator_id: u64,
-    /// Upload time (ms).
-    pub upload_ts: i64,
-    /// Weighted positive engagement over the popular window (thousandths).
-    pub popularity_milli: i64,
-    /// Weighted positive engagement over the trending window (thousandths).
-    pub recent_milli: i64,
-    /// Positive engagements over the trending window.
-    pub recent_count: i64,
-    /// Highest of the post's safety scores.
-    pub safety_max: f32,
-    /// Demoted by moderation.
-    pub demoted: bool,
-    /// ANN: cosine distance to the query.
-    pub ann_distance: Option<f32>,
-    /// Related: summed co-engagement count with the user's anchors.
-    pub related_count: Option<i64>,
-    /// Fresh: among the shard's newest uploads younger than the fresh age.
-    pub fresh: bool,
-    /// Followed: by a creator the user follows, recent.
-    pub followed: bool,
-    /// Popular: among the shard's most engaged.
-    pub popular: bool,
-    /// Explore: the sampling key (smaller is picked first).
-    pub explore_key: Option<u64>,
-}
-
-/// A candidate at ranking: a shard's row with the post's content.
+/// every upload and ranking reads them there ([`crate::users::Users::known_post`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateRow {
     /// The post.
     pub post_id: u64,
     /// Its creator.
     pub creator_id: u64,
-    /// Its category.
-    pub category: Arc<str>,
-    /// Its content type.
-    pub content_type: Arc<str>,
-    /// Its embedding as uploaded.
-    pub embedding: Arc<[f32]>,
     /// Upload time (ms).
     pub upload_ts: i64,
     /// Weighted positive engagement over the popular window (thousandths).
@@ -211,31 +170,6 @@ pub struct CandidateRow {
     pub popular: bool,
     /// Explore: the sampling key (smaller is picked first).
     pub explore_key: Option<u64>,
-}
-
-impl CandidateRow {
-    /// A shard's row with the post's category, content type and embedding as `post` holds them.
-    pub fn hydrate(row: &ShardRow, post: &KnownPost) -> Self {
-        Self {
-            category: post.category.clone(),
-            content_type: post.content_type.clone(),
-            embedding: post.embedding.clone(),
-            post_id: row.post_id,
-            creator_id: row.creator_id,
-            upload_ts: row.upload_ts,
-            popularity_milli: row.popularity_milli,
-            recent_milli: row.recent_milli,
-            recent_count: row.recent_count,
-            safety_max: row.safety_max,
-            demoted: row.demoted,
-            ann_distance: row.ann_distance,
-            related_count: row.related_count,
-            fresh: row.fresh,
-            followed: row.followed,
-            popular: row.popular,
-            explore_key: row.explore_key,
-        }
-    }
 }
 
 /// One worker's answer to one request.
@@ -248,7 +182,7 @@ pub struct Partial {
     /// Time the worker spent on the request (µs).
     pub shard_us: u32,
     /// The candidates of this worker's shards.
-    pub rows: Vec<ShardRow>,
+    pub rows: Vec<CandidateRow>,
 }
 
 /// One line of the `responses` output and, unless shadow, of `impressions`.
