@@ -1,9 +1,15 @@
 //! Co-occurrence counts between items over a sliding window of ticks, read as "items seen with these anchors".
 //!
 //! Each `add(tick, anchor, item)` counts one co-occurrence; it expires
-//! `window` ticks later. [`CoCounts::related`] sums the counts of the given
-//! anchors per item and returns the best items. State is bounded by what the
-//! window holds; callers bound how many pairs each event may add.
+//! `window` ticks later, or earlier when the window holds more than
+//! `max_pairs` co-occurrences (the oldest ticks go first, whole). So a sparse
+//! log keeps its whole horizon and a dense one its most recent pairs: memory is
+//! bounded by count, and the horizon follows the data's rate. [`CoCounts::related`]
+//! sums the counts of the given anchors per item and returns the best items;
+//! [`CoCounts::related_normalized`] divides each item's sum by the square root
+//! of its degree (all its co-occurrences in the window), so popular items do not
+//! win by popularity alone (cosine-like item-kNN). Callers bound how many pairs
+//! each event may add.
 //!
 //! ```
 //! use feedflow_operators::co_counts::CoCounts;
@@ -26,7 +32,10 @@ type TickBatch = Vec<(u64, u64)>;
 #[derive(Clone, Debug, Default)]
 pub struct CoCounts {
     window: u64,
+    max_pairs: usize,
     anchors: FastMap<u64, AnchorCounts>,
+    /// item → its co-occurrences in the window (as item, over every anchor)
+    degree: FastMap<u64, i64>,
     /// What each tick added, oldest tick first, for expiry.
     added: VecDeque<(u64, TickBatch)>,
     pairs: usize,
@@ -89,9 +98,23 @@ impl AnchorCounts {
 }
 
 impl CoCounts {
-    /// Counts kept for `window` ticks.
+    /// Counts kept for `window` ticks, with no bound on their number.
     pub fn new(window: u64) -> Self {
-        Self { window: window.max(1), anchors: FastMap::default(), added: VecDeque::new(), pairs: 0 }
+        Self::bounded(window, usize::MAX)
+    }
+
+    /// Counts kept for `window` ticks while the window holds at most `max_pairs` co-occurrences;
+    /// beyond that the oldest ticks leave first (a tick's pairs leave together, so the result does
+    /// not depend on the order pairs of one tick arrived in).
+    pub fn bounded(window: u64, max_pairs: usize) -> Self {
+        Self {
+            window: window.max(1),
+            max_pairs: max_pairs.max(1),
+            anchors: FastMap::default(),
+            degree: FastMap::default(),
+            added: VecDeque::new(),
+            pairs: 0,
+        }
     }
 
     /// Counts one co-occurrence of `item` with `anchor` at `tick` (ticks must not decrease).
@@ -107,10 +130,37 @@ impl CoCounts {
         self.pairs += pairs.len();
         for &(anchor, item) in pairs.iter() {
             self.anchors.entry(anchor).or_default().push(item, 1);
+            *self.degree.entry(item).or_default() += 1;
         }
         match self.added.back_mut() {
             Some((last, earlier)) if *last == tick => earlier.append(pairs),
             _ => self.added.push_back((tick, std::mem::take(pairs))),
+        }
+        // Over the bound: the oldest ticks leave, but never the current one (it may still grow).
+        while self.pairs > self.max_pairs && self.added.len() > 1 {
+            self.expire_oldest();
+        }
+    }
+
+    fn expire_oldest(&mut self) {
+        let Some((_, batch)) = self.added.pop_front() else { return };
+        self.pairs -= batch.len();
+        for (anchor, item) in batch {
+            if let Some(d) = self.degree.get_mut(&item) {
+                *d -= 1;
+                if *d <= 0 {
+                    self.degree.remove(&item);
+                }
+            }
+            let Some(counts) = self.anchors.get_mut(&anchor) else { continue };
+            counts.push(item, -1);
+            if counts.updates.len() >= counts.sorted.len() {
+                // Possibly all cancelled: fold now so a quiet anchor does not linger.
+                counts.fold();
+                if counts.is_empty() {
+                    self.anchors.remove(&anchor);
+                }
+            }
         }
     }
 
@@ -120,19 +170,7 @@ impl CoCounts {
             if tick + self.window > now {
                 break;
             }
-            let Some((_, batch)) = self.added.pop_front() else { break };
-            self.pairs -= batch.len();
-            for (anchor, item) in batch {
-                let Some(counts) = self.anchors.get_mut(&anchor) else { continue };
-                counts.push(item, -1);
-                if counts.updates.len() >= counts.sorted.len() {
-                    // Possibly all cancelled: fold now so a quiet anchor does not linger.
-                    counts.fold();
-                    if counts.is_empty() {
-                        self.anchors.remove(&anchor);
-                    }
-                }
-            }
+            self.expire_oldest();
         }
     }
 
@@ -150,6 +188,28 @@ impl CoCounts {
         let mut best: Vec<(u64, i64)> =
             sums.into_iter().filter(|&(item, n)| n > 0 && !anchors.contains(&item) && accept(item)).collect();
         best.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        best.truncate(k);
+        best
+    }
+
+    /// The `k` items with the highest `Σ_anchors count / sqrt(degree)` that `accept` lets
+    /// through (anchors excluded), best first, with their summed count; ties go to the lower id.
+    /// The scores are computed from integers in a fixed order, so they are the same on every run.
+    pub fn related_normalized(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<(u64, f64, i64)> {
+        let mut sums: FastMap<u64, i64> = FastMap::default();
+        for a in anchors {
+            if let Some(counts) = self.anchors.get(a) {
+                for &(item, n) in counts.sorted.iter().chain(&counts.updates) {
+                    *sums.entry(item).or_default() += n;
+                }
+            }
+        }
+        let mut best: Vec<(u64, f64, i64)> = sums
+            .into_iter()
+            .filter(|&(item, n)| n > 0 && !anchors.contains(&item) && accept(item))
+            .map(|(item, n)| (item, n as f64 / (self.degree.get(&item).copied().unwrap_or(1).max(1) as f64).sqrt(), n))
+            .collect();
+        best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         best.truncate(k);
         best
     }
@@ -227,6 +287,62 @@ mod tests {
         }
         assert_eq!(co.len(), 3 * 49, "ticks 351..=399 are still in the window");
         co.expire(1000);
-        assert!(co.is_empty() && co.anchors.is_empty() && co.related(&[1, 2], 5, |_| true).is_empty());
+        assert!(co.is_empty() && co.anchors.is_empty() && co.degree.is_empty());
+        assert!(co.related(&[1, 2], 5, |_| true).is_empty());
+    }
+
+    /// A brute-force reference: the pairs of the kept ticks, recounted, normalised by degree.
+    fn reference(kept: &[(u64, u64, u64)], anchors: &[u64], k: usize) -> Vec<(u64, f64, i64)> {
+        let mut degree: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut sums: BTreeMap<u64, i64> = BTreeMap::new();
+        for &(_, a, i) in kept {
+            *degree.entry(i).or_default() += 1;
+            if anchors.contains(&a) && !anchors.contains(&i) {
+                *sums.entry(i).or_default() += 1;
+            }
+        }
+        let mut want: Vec<(u64, f64, i64)> =
+            sums.into_iter().map(|(i, n)| (i, n as f64 / (degree[&i] as f64).sqrt(), n)).collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        want.truncate(k);
+        want
+    }
+
+    #[test]
+    fn bounded_window_keeps_the_newest_ticks_and_normalizes_by_degree() {
+        let (window, max_pairs) = (60u64, 40usize);
+        let mut co = CoCounts::bounded(window, max_pairs);
+        let mut log: Vec<(u64, u64, u64)> = Vec::new();
+        let mut x = 777u64;
+        for tick in 0..300u64 {
+            let mut batch = Vec::new();
+            // Bursty: some ticks add many pairs, so the bound (not the window) decides.
+            let n = if tick % 17 == 0 { 12 } else { 1 + tick % 3 };
+            for _ in 0..n {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let (a, i) = ((x >> 33) % 9, (x >> 45) % 25);
+                batch.push((a, i));
+                log.push((tick, a, i));
+            }
+            co.add_batch(tick, &mut batch);
+            co.expire(tick + 1);
+            // Reference: the window's ticks, then the oldest whole ticks dropped while over the bound
+            // (never the newest tick).
+            let mut ticks: Vec<u64> = log.iter().map(|p| p.0).filter(|t| t + window > tick + 1).collect();
+            ticks.dedup();
+            let count = |from: u64| log.iter().filter(|p| p.0 >= from && p.0 + window > tick + 1).count();
+            let mut from = ticks[0];
+            for &t in &ticks {
+                from = t;
+                if count(t) <= max_pairs || t == tick {
+                    break;
+                }
+            }
+            let kept: Vec<(u64, u64, u64)> =
+                log.iter().copied().filter(|p| p.0 >= from && p.0 + window > tick + 1).collect();
+            assert_eq!(co.len(), kept.len(), "tick {tick}");
+            let anchors = [tick % 9, (tick + 4) % 9];
+            assert_eq!(co.related_normalized(&anchors, 6, |_| true), reference(&kept, &anchors, 6), "tick {tick}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`split`]: one stream into two or three of other types, in one operator.
 //! - [`dedupe`]: drop repeated ids within a bounded horizon.
 //! - [`decayed_vector`]: exponentially time-decayed vector sums.
+//! - [`decayed_top`]: exponentially decayed sums per key, kept in order (popularity without a hard window).
 //! - [`session_window`]: the last N actions of the current session.
 //! - [`vector_shard`]: a validated usearch HNSW shard.
 //! - [`onnx_scorer`]: a checked ONNX Runtime session scoring f32 batches (checksum, signature, typed errors).
@@ -20,6 +21,7 @@
 //! - [`hash`]: stable hashing for routing.
 
 pub mod co_counts;
+pub mod decayed_top;
 pub mod decayed_vector;
 pub mod dedupe;
 pub mod exchange;
