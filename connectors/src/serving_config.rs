@@ -16,13 +16,21 @@ pub struct ServingConfig {
     /// Related candidates: posts co-engaged with the user's recent positives.
     #[serde(default = "default_related_k")]
     pub related_k: usize,
-    /// The user's most recent positive engagements used as anchors for `related`.
+    /// The user's most recent positive engagements used as anchors for `related` (20: the
+    /// usual item-kNN neighbourhood; 5 anchors lost most of a MovieLens user's taste).
     #[serde(default = "default_related_anchors")]
     pub related_anchors: usize,
-    /// Co-engagement counts are kept over this window of event time (24 h).
+    /// Longest horizon of the co-engagement counts, in event time (90 days). Pairs leave
+    /// earlier when a shard holds more than `related_max_pairs`.
     #[serde(default = "default_related_window_ms")]
     pub related_window_ms: u64,
-    /// Bound per user: a new positive pairs with at most this many of the user's earlier positives.
+    /// Co-engagement pairs kept per logical index shard; beyond it the oldest ticks leave first.
+    /// The horizon so follows the log's rate: a log of a few hundred events a day keeps its whole
+    /// window, a busy one its latest pairs, and memory stays bounded (~32 bytes a pair:
+    /// 2M pairs × 4 shards ≈ 256 MB at most).
+    #[serde(default = "default_related_max_pairs")]
+    pub related_max_pairs: usize,
+    /// Bound per user: a new positive pairs with at most this many of the user's earlier positives (20).
     #[serde(default = "default_related_pairs_per_user")]
     pub related_pairs_per_user: usize,
     /// Trending candidates (the pool weighted by the user's category affinity).
@@ -37,7 +45,7 @@ pub struct ServingConfig {
     /// A followed creator's posts count as recent for this long (3 days).
     #[serde(default = "default_followed_max_age_ms")]
     pub followed_max_age_ms: u64,
-    /// Popular candidates (top weighted engagement over `pools.popular_window_ms`).
+    /// Popular candidates (top decayed weighted engagement, `pools.popular_half_life_ms`).
     #[serde(default = "default_popular_k")]
     pub popular_k: usize,
     /// Exploration candidates: a deterministic random sample of recent uploads.
@@ -46,9 +54,13 @@ pub struct ServingConfig {
     /// Exploration samples from each shard's this many newest uploads.
     #[serde(default = "default_explore_scan")]
     pub explore_scan: usize,
-    /// Served and engaged posts are not shown again for this long (DESIGN.md §6: 24 h).
+    /// Served posts the user did not engage with are not shown again for this long (DESIGN.md §6: 24 h).
     #[serde(default = "default_seen_window_ms")]
     pub seen_window_ms: u64,
+    /// Posts the user engaged with are never recommended to them again; this many are remembered
+    /// per user (10,000, the newest; older ones are forgotten first), bounding memory per user.
+    #[serde(default = "default_engaged_memory")]
+    pub engaged_memory: usize,
     /// A `hide` or `report` also hides the post's creator for this long (30 days).
     #[serde(default = "default_hide_creator_ms")]
     pub hide_creator_ms: u64,
@@ -137,13 +149,19 @@ fn default_related_k() -> usize {
     100
 }
 fn default_related_anchors() -> usize {
-    5
+    20
 }
 fn default_related_window_ms() -> u64 {
-    86_400_000
+    90 * 86_400_000
+}
+fn default_related_max_pairs() -> usize {
+    2_000_000
 }
 fn default_related_pairs_per_user() -> usize {
-    10
+    20
+}
+fn default_engaged_memory() -> usize {
+    10_000
 }
 fn default_trending_k() -> usize {
     30
@@ -234,6 +252,7 @@ impl Default for ServingConfig {
             related_k: default_related_k(),
             related_anchors: default_related_anchors(),
             related_window_ms: default_related_window_ms(),
+            related_max_pairs: default_related_max_pairs(),
             related_pairs_per_user: default_related_pairs_per_user(),
             trending_k: default_trending_k(),
             fresh_k: default_fresh_k(),
@@ -243,6 +262,7 @@ impl Default for ServingConfig {
             explore_k: default_explore_k(),
             explore_scan: default_explore_scan(),
             seen_window_ms: default_seen_window_ms(),
+            engaged_memory: default_engaged_memory(),
             hide_creator_ms: default_hide_creator_ms(),
         }
     }
@@ -297,6 +317,9 @@ impl ServingConfig {
         let mut p = Vec::new();
         if self.ann_k > 10_000 || self.related_k > 10_000 || self.fresh_k > 10_000 || self.popular_k > 10_000 {
             p.push("serving: per-source candidate counts must be at most 10000".into());
+        }
+        if self.related_max_pairs == 0 || self.engaged_memory == 0 {
+            p.push("serving.related_max_pairs and serving.engaged_memory must be at least 1".into());
         }
         if ranking.intra_threads == 0 {
             p.push("ranking.intra_threads must be at least 1".into());

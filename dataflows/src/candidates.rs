@@ -1,10 +1,10 @@
 //! The shard side of the funnel: per-post serving state and each worker's candidates for a request.
 //!
 //! Beside the index, the registry keeps what the candidate sources read, all
-//! as of the end of the last applied tick: windowed engagement sums per post
-//! (trending window and popular window), recommendable posts ordered by upload
-//! time (per logical shard, for fresh and exploration) and by creator (for
-//! followed), and the co-engagement counts for `related`. A request is
+//! as of the end of the last applied tick: engagement sums per post (over the
+//! trending window, and decayed for popularity), recommendable posts ordered by
+//! upload time (per logical shard, for fresh and exploration) and by creator (for
+//! followed), and the co-engagement counts for `related` (per logical shard). A request is
 //! answered before the events of its own tick are applied. Every source is a
 //! top-k whose union over shards gives the same global top-k for any number
 //! of workers (exploration and ANN work per logical shard for that reason).
@@ -13,6 +13,7 @@ use crate::posts::{shard_of, PostState, Registry};
 use crate::serving::{CandidateRow, Partial, RequestContext};
 use feedflow_connectors::config::Config;
 use feedflow_operators::co_counts::CoCounts;
+use feedflow_operators::decayed_top::DecayedTop;
 use feedflow_operators::hash::{hash_bytes, mix64, FastMap};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -112,14 +113,17 @@ impl WindowSums {
 pub struct ShardServing {
     /// Positive weight per post over the trending window.
     pub recent: WindowSums,
-    /// Positive weight per post over the popular window, ordered.
-    pub popular: WindowSums,
+    /// Positive weight per post, decayed with the popular half-life, ordered.
+    pub popular: DecayedTop,
     /// Recommendable posts per logical shard, by (upload time, post).
     pub uploads: BTreeMap<u32, BTreeSet<(i64, u64)>>,
     /// Recommendable posts per creator, by (upload time, post).
     pub by_creator: FastMap<u64, BTreeSet<(i64, u64)>>,
-    /// Co-engagement counts: anchor → posts of this worker.
-    pub related: CoCounts,
+    /// Co-engagement counts per logical shard: anchor → posts of the shard. Per shard, not per
+    /// worker, so their bound (`serving.related_max_pairs`) keeps the same pairs for any worker count.
+    pub related: BTreeMap<u32, CoCounts>,
+    related_window: u64,
+    related_max_pairs: usize,
     shards: u32,
     tick_ms: u64,
     trending_max_age: u64,
@@ -133,10 +137,12 @@ impl ShardServing {
         Self {
             recent: WindowSums::new(config.ticks(config.trending.window_ms), false)
                 .with_min_count(config.trending.min_count),
-            popular: WindowSums::new(config.ticks(config.pools.popular_window_ms), true),
+            popular: DecayedTop::new(config.ticks(config.pools.popular_half_life_ms)),
             uploads: BTreeMap::new(),
             by_creator: FastMap::default(),
-            related: CoCounts::new(config.ticks(config.serving.related_window_ms)),
+            related: BTreeMap::new(),
+            related_window: config.ticks(config.serving.related_window_ms),
+            related_max_pairs: config.serving.related_max_pairs,
             shards: config.index.shards,
             tick_ms: config.engine.tick_ms,
             trending_max_age: config.ticks(config.trending.max_age_ms),
@@ -148,8 +154,20 @@ impl ShardServing {
     /// Brings the windows to the end of tick `now`.
     pub fn expire(&mut self, now: u64) {
         self.recent.expire(now);
-        self.popular.expire(now);
-        self.related.expire(now);
+        for related in self.related.values_mut() {
+            related.expire(now);
+        }
+    }
+
+    /// Counts one tick's co-engagement pairs of logical shard `shard`; empties `pairs`.
+    pub fn add_pairs(&mut self, shard: u32, tick: u64, pairs: &mut Vec<(u64, u64)>) {
+        let (window, max_pairs) = (self.related_window, self.related_max_pairs);
+        self.related.entry(shard).or_insert_with(|| CoCounts::bounded(window, max_pairs)).add_batch(tick, pairs);
+    }
+
+    /// Co-engagement pairs held, over this worker's shards.
+    pub fn related_pairs(&self) -> usize {
+        self.related.values().map(CoCounts::len).sum()
     }
 
     /// A post became recommendable (`true`) or stopped being so.
@@ -175,26 +193,26 @@ impl ShardServing {
     /// A positive engagement of `weight_milli` on a post at `tick`.
     pub fn engaged(&mut self, tick: u64, post_id: u64, weight_milli: i64) {
         self.recent.add(tick, post_id, weight_milli);
-        self.popular.add(tick, post_id, weight_milli);
+        self.popular.add(tick, post_id, weight_milli as f64 / 1000.0);
     }
 }
 
-/// A row for a post, with its engagement figures and no source yet (its content is added at ranking).
-fn new_row(serving: &ShardServing, post_id: u64, post: &PostState) -> CandidateRow {
-    let (popularity_milli, _) = serving.popular.get(post_id);
+/// A row for a post, with its engagement figures as of `tick` and no source yet (its content is added at ranking).
+fn new_row(serving: &ShardServing, tick: u64, post_id: u64, post: &PostState) -> CandidateRow {
+    let popularity = serving.popular.value(post_id, tick);
     let (recent_milli, recent_count) = serving.recent.get(post_id);
     let safety = &post.safety;
     CandidateRow {
         post_id,
         creator_id: post.creator_id,
         upload_ts: post.upload_ts,
-        popularity_milli,
+        popularity,
         recent_milli,
         recent_count,
         safety_max: safety.nudity.max(safety.violence).max(safety.hate).max(safety.borderline),
         demoted: post.demoted,
         ann_distance: None,
-        related_count: None,
+        related: None,
         fresh: false,
         followed: false,
         popular: false,
@@ -221,7 +239,7 @@ impl Registry {
         };
         macro_rules! row {
             ($post_id:expr, $post:expr) => {
-                rows.entry($post_id).or_insert_with(|| new_row(serving, $post_id, $post))
+                rows.entry($post_id).or_insert_with(|| new_row(serving, state_tick, $post_id, $post))
             };
         }
 
@@ -265,11 +283,17 @@ impl Registry {
                 }
             }
         }
-        // Related: posts of this worker co-engaged with the user's anchors.
+        // Related: posts of this worker co-engaged with the user's anchors. Shards hold disjoint
+        // posts, so the worker's top-k is within the union of its shards' top-k.
         if !context.anchors.is_empty() && s.related_k > 0 {
-            for (post_id, count) in serving.related.related(&context.anchors, s.related_k, |p| usable(p).is_some()) {
+            let mut found: Vec<(u64, f64, i64)> = Vec::new();
+            for related in serving.related.values() {
+                found.extend(related.related_normalized(&context.anchors, s.related_k, |p| usable(p).is_some()));
+            }
+            found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (post_id, score, count) in found.into_iter().take(s.related_k) {
                 if let Some(post) = usable(post_id) {
-                    row!(post_id, post).related_count = Some(count);
+                    row!(post_id, post).related = Some((score, count));
                 }
             }
         }
@@ -316,7 +340,7 @@ impl Registry {
         }
         // Popular over the popular window.
         for (post_id, post) in
-            serving.popular.best().filter_map(|(p, _)| usable(p).map(|post| (p, post))).take(s.popular_k)
+            serving.popular.best(state_tick).filter_map(|(p, _)| usable(p).map(|post| (p, post))).take(s.popular_k)
         {
             row!(post_id, post).popular = true;
         }

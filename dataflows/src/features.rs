@@ -8,7 +8,7 @@ use crate::serving::{cosine_with, squared_norm, CandidateRow, RequestContext};
 use crate::users::KnownPost;
 
 /// Feature names, in column order.
-pub const FEATURES: [&str; 26] = [
+pub const FEATURES: [&str; 28] = [
     "sim_long_term",     // cosine(post, long-term vector)
     "sim_session",       // cosine(post, session delta)
     "sim_query",         // cosine(post, query vector)
@@ -20,8 +20,10 @@ pub const FEATURES: [&str; 26] = [
     "src_followed",      // by followed
     "src_popular",       // by popular
     "src_explore",       // by exploration
-    "related_strength",  // ln(1 + co-engagement count with the user's anchors)
-    "popularity",        // ln(1 + weighted engagement over the popular window)
+    "related_strength",  // related score / the request's best related score (0 when not related)
+    "related_count",     // ln(1 + co-engagement count with the user's anchors)
+    "popularity",        // ln(1 + decayed weighted engagement)
+    "popularity_share",  // decayed engagement / the request's most popular candidate's
     "recent_engagement", // ln(1 + weighted engagement over the trending window)
     "velocity_ratio",    // ln(1 + velocity ratio) when in the trending pool, else 0
     "age_hours",         // ln(1 + post age in hours)
@@ -55,22 +57,44 @@ fn signed_log(x: f64) -> f64 {
     x.signum() * x.abs().ln_1p()
 }
 
-/// Squared norms of a request's vectors, computed once for all its candidates.
+/// What the features of a request's candidates share, computed once per request: the squared
+/// norms of its vectors, and the best related score and popularity among its candidates. The
+/// latter make scale-free features: a log with a few hundred events a day and one with
+/// thousands a second give counts that differ by orders of magnitude, their shares do not.
 #[derive(Clone, Copy, Debug)]
 pub struct QueryNorms {
     long_term: f32,
     session: f32,
     query: f32,
+    best_related: f64,
+    best_popularity: f64,
 }
 
 impl QueryNorms {
-    /// The squared norms of `context`'s long-term, session and query vectors.
-    pub fn of(context: &RequestContext) -> Self {
+    /// The norms of `context`'s long-term, session and query vectors, and the maxima over `rows`
+    /// (the candidates chosen for ranking).
+    pub fn of<'a>(context: &RequestContext, rows: impl Iterator<Item = &'a CandidateRow>) -> Self {
+        let (mut best_related, mut best_popularity) = (0.0f64, 0.0f64);
+        for row in rows {
+            best_related = best_related.max(row.related.map_or(0.0, |r| r.0));
+            best_popularity = best_popularity.max(row.popularity);
+        }
         Self {
             long_term: squared_norm(&context.long_term),
             session: squared_norm(&context.session),
             query: squared_norm(&context.query),
+            best_related,
+            best_popularity,
         }
+    }
+}
+
+/// `x / best`, 0 when `best` is not positive.
+fn share(x: f64, best: f64) -> f64 {
+    if best > 0.0 {
+        (x / best).clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 
@@ -89,7 +113,9 @@ pub fn features(
     let age_h = ((context.ts - row.upload_ts).max(0) as f64) / 3_600_000.0;
     let hour = ((context.ts.rem_euclid(86_400_000)) as f64 / 3_600_000.0) * std::f64::consts::TAU / 24.0;
     let row_squared = squared_norm(&post.embedding);
-    let values: [f64; 26] = [
+    let related = flag(Source::Related) as f64;
+    let (related_score, related_count) = row.related.unwrap_or((0.0, 0));
+    let values: [f64; 28] = [
         cosine_with(&post.embedding, row_squared, &context.long_term, norms.long_term) as f64,
         cosine_with(&post.embedding, row_squared, &context.session, norms.session) as f64,
         cosine_with(&post.embedding, row_squared, &context.query, norms.query) as f64,
@@ -102,8 +128,10 @@ pub fn features(
         flag(Source::Popular) as f64,
         flag(Source::Explore) as f64,
         // Only when `related` kept it: a shard may report counts beyond the global top-k.
-        (flag(Source::Related) as f64) * (row.related_count.unwrap_or(0).max(0) as f64).ln_1p(),
-        (row.popularity_milli.max(0) as f64 / 1000.0).ln_1p(),
+        related * share(related_score, norms.best_related),
+        related * (related_count.max(0) as f64).ln_1p(),
+        row.popularity.max(0.0).ln_1p(),
+        share(row.popularity, norms.best_popularity),
         (row.recent_milli.max(0) as f64 / 1000.0).ln_1p(),
         proposed.velocity_ratio.map_or(0.0, |r| r.max(0.0).ln_1p()),
         age_h.ln_1p(),
@@ -125,10 +153,10 @@ pub fn features(
 
 /// Weights of the linear fallback scorer, per feature (DESIGN.md §7: used when the model is missing or fails).
 /// Similarity to the user's interests dominates, then affinities and engagement.
-pub const FALLBACK_WEIGHTS: [f32; 26] = [
+pub const FALLBACK_WEIGHTS: [f32; 28] = [
     1.0, 0.5, 3.0, 0.5, // similarities, retrieval rank
     0.0, 0.3, 0.2, 0.0, 0.3, 0.0, 0.0, // sources
-    0.4, 0.15, 0.2, 0.3, -0.1, // related, popularity, recent, velocity, age
+    2.0, 0.0, 0.0, 1.0, 0.2, 0.3, -0.1, // related (share, count), popularity (log, share), recent, velocity, age
     0.3, 1.0, 0.5, // creator, category, follows
     0.0, 0.0, 0.0, 0.0, 0.0, 0.0, // content type, hour, activity
     0.0, // safety (demoted separately)

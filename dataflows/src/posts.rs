@@ -210,7 +210,7 @@ impl Registry {
             match input {
                 ShardInput::Event(e) => events.push(e),
                 ShardInput::Query(_, q) => queries.push(q),
-                ShardInput::Pairs(_, batch) => pairs.extend(batch),
+                ShardInput::Pairs(shard, batch) => pairs.extend(batch.into_iter().map(|p| (shard, p))),
             }
         }
         self.serving.expire(tick.saturating_sub(1));
@@ -223,11 +223,11 @@ impl Registry {
                 }
             }
         }
-        pairs.sort_unstable_by_key(|p: &CoPair| p.tick);
+        pairs.sort_unstable_by_key(|(shard, p): &(u32, CoPair)| (*shard, p.tick));
         let mut batch = Vec::new();
-        for run in pairs.chunk_by(|a, b| a.tick == b.tick) {
-            batch.extend(run.iter().map(|p| (p.anchor, p.item)));
-            self.serving.related.add_batch(run[0].tick, &mut batch);
+        for run in pairs.chunk_by(|a, b| a.0 == b.0 && a.1.tick == b.1.tick) {
+            batch.extend(run.iter().map(|(_, p)| (p.anchor, p.item)));
+            self.serving.add_pairs(run[0].0, run[0].1.tick, &mut batch);
         }
         self.apply_tick(tick, events, out);
     }

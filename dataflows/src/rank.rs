@@ -116,7 +116,14 @@ pub struct Ranker {
     clock: Option<Arc<LiveClock>>,
     /// The process's metrics.
     metrics: Option<Arc<Metrics>>,
+    /// Shadow requests log every ranked candidate as an impression (training runs).
+    pub log_shadow_candidates: bool,
 }
+
+/// Training runs log the fallback's best this many candidates of a shadow request …
+const TRAIN_TOP: usize = 150;
+/// … and a deterministic sample of this many of the others.
+const TRAIN_SAMPLE: usize = 50;
 
 /// Opens the model of `config` for one worker, or says why the fallback will answer.
 pub fn open_scorer(config: &Config) -> Scorer {
@@ -148,6 +155,7 @@ impl Ranker {
             stats: RankStats::default(),
             clock: None,
             metrics: None,
+            log_shadow_candidates: false,
         }
     }
 
@@ -236,8 +244,11 @@ impl Ranker {
                 .then(x.post_id.cmp(&y.post_id))
         });
         pick(Source::Ann, ann, s.ann_k, &mut proposed);
-        let mut related = indices(&|r| r.related_count.is_some());
-        related.sort_by_key(|i| (std::cmp::Reverse(rows[*i].related_count), rows[*i].post_id));
+        let mut related = indices(&|r| r.related.is_some());
+        related.sort_by(|a, b| {
+            let score = |i: &usize| rows[*i].related.map_or(0.0, |r| r.0);
+            score(b).total_cmp(&score(a)).then(rows[*a].post_id.cmp(&rows[*b].post_id))
+        });
         pick(Source::Related, related, s.related_k, &mut proposed);
         let mut fresh = indices(&|r| r.fresh);
         fresh.sort_by_key(|i| std::cmp::Reverse((rows[*i].upload_ts, rows[*i].post_id)));
@@ -246,7 +257,9 @@ impl Ranker {
         followed.sort_by_key(|i| std::cmp::Reverse((rows[*i].upload_ts, rows[*i].post_id)));
         pick(Source::Followed, followed, s.followed_k, &mut proposed);
         let mut popular = indices(&|r| r.popular);
-        popular.sort_by_key(|i| (std::cmp::Reverse(rows[*i].popularity_milli), rows[*i].post_id));
+        popular.sort_by(|a, b| {
+            rows[*b].popularity.total_cmp(&rows[*a].popularity).then(rows[*a].post_id.cmp(&rows[*b].post_id))
+        });
         pick(Source::Popular, popular, s.popular_k, &mut proposed);
         let mut explore = indices(&|r| r.explore_key.is_some());
         explore.sort_by_key(|i| (rows[*i].explore_key, rows[*i].post_id));
@@ -278,7 +291,7 @@ impl Ranker {
             .unzip();
         let width = FEATURES.len();
         let mut matrix = vec![0.0f32; chosen.len() * width];
-        let norms = QueryNorms::of(context);
+        let norms = QueryNorms::of(context, chosen.iter().map(|i| &rows[*i]));
         for (n, i) in chosen.iter().enumerate() {
             features(context, &norms, &rows[*i], content[n], &proposed[*i], &mut matrix[n * width..(n + 1) * width]);
         }
@@ -379,6 +392,7 @@ impl Ranker {
             if !context.shadow {
                 served.insert(row.post_id, context.ts);
                 logged.push(ImpressionItem {
+                    fallback_score: None,
                     features: &matrix[n * width..(n + 1) * width],
                     head_scores: heads.as_ref().map(|h| &h[n * HEADS.len()..(n + 1) * HEADS.len()]),
                     post_id: row.post_id,
@@ -410,7 +424,42 @@ impl Ranker {
             ts: context.ts,
             user_id: context.user_id,
         });
-        let impression_line = (!context.shadow).then(|| {
+        let training = context.shadow && self.log_shadow_candidates;
+        if training {
+            // Every ranked candidate, in score order, with the fallback's score beside the model's:
+            // `feedflow train` labels them by what the user did next and compares the two.
+            // The fallback's best TRAIN_TOP (the hard negatives and most positives) and a
+            // deterministic sample of TRAIN_SAMPLE of the rest, so the model also sees rows it
+            // must keep low; all of them would make the training log several times larger.
+            logged.clear();
+            let mut rest: Vec<(u64, usize)> = by_score
+                .iter()
+                .skip(TRAIN_TOP)
+                .map(|n| (mix64(rows[chosen[*n]].post_id ^ mix64(context.ts as u64 ^ context.user_id)), *n))
+                .collect();
+            rest.sort_unstable();
+            let mut keep: Vec<usize> = by_score.iter().take(TRAIN_TOP).copied().collect();
+            keep.extend(rest.into_iter().take(TRAIN_SAMPLE).map(|(_, n)| n));
+            for n in keep.iter() {
+                let rank = by_score.iter().position(|m| m == n).unwrap_or(0);
+                let i = chosen[*n];
+                let row_features = &matrix[*n * width..(*n + 1) * width];
+                logged.push(ImpressionItem {
+                    fallback_score: Some(round6(fallback_score(row_features))),
+                    features: row_features,
+                    head_scores: heads.as_ref().map(|h| &h[*n * HEADS.len()..(*n + 1) * HEADS.len()]),
+                    post_id: rows[i].post_id,
+                    rank: rank + 1,
+                    score: round6(scores[*n]),
+                    source: Source::ALL
+                        .into_iter()
+                        .zip(proposed[i].by)
+                        .find(|(_, b)| *b)
+                        .map_or("ann", |(s, _)| s.name()),
+                });
+            }
+        }
+        let impression_line = (!context.shadow || training).then(|| {
             to_line(&Impression {
                 features: &FEATURES,
                 heads: &HEADS,
@@ -473,6 +522,8 @@ struct Response<'a> {
 
 #[derive(Serialize)]
 struct ImpressionItem<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_score: Option<f64>,
     features: &'a [f32],
     head_scores: Option<&'a [f32]>,
     post_id: u64,

@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Timely cluster arguments (`-w`, `-n`, `-p`, `-h`); when given they decide the workers.
     pub timely_args: Vec<String>,
+    /// Training runs (`feedflow train`): shadow requests write every ranked candidate with its
+    /// features and the fallback's score to `impressions` (still remembering nothing as served).
+    pub log_shadow_candidates: bool,
 }
 
 impl RunOptions {
@@ -71,6 +74,7 @@ impl RunOptions {
             snapshot: false,
             progress: false,
             timely_args: Vec::new(),
+            log_shadow_candidates: false,
         }
     }
 }
@@ -117,8 +121,8 @@ pub struct Snapshot {
     pub trending: BTreeMap<String, Vec<TrendEntry>>,
     /// Fresh posts.
     pub fresh: Vec<u64>,
-    /// Popular posts with their weighted engagement (thousandths), best first.
-    pub popular: Vec<(u64, i64)>,
+    /// Popular posts with their decayed weighted engagement, best first.
+    pub popular: Vec<(u64, f64)>,
 }
 
 /// The outcome of a run.
@@ -333,7 +337,7 @@ fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>)
     if let Some(s) = snapshot.as_mut() {
         s.trending.values_mut().for_each(|v| v.sort());
         s.fresh.sort();
-        s.popular.sort_by_key(|(post, w)| (std::cmp::Reverse(*w), *post));
+        s.popular.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         s.popular.truncate(config_popular_top_n);
         summary.last_tick = s.last_tick;
     }
@@ -356,6 +360,7 @@ fn run_worker(
     let registry = Rc::new(RefCell::new(Registry::new(config)));
     let users = Rc::new(RefCell::new(Users::new(config)));
     let mut ranker = Ranker::new(config, open_scorer(config));
+    ranker.log_shadow_candidates = options.log_shadow_candidates;
     ranker.observe(metrics.clone(), if let Mode::Live(live) = mode { Some(live.clock.clone()) } else { None });
     let ranker = Rc::new(RefCell::new(ranker));
     let out_dir = options.out_dir.as_deref();
@@ -564,9 +569,8 @@ fn run_worker(
             error.borrow_mut().get_or_insert(e);
         }
     }
-    // The popular list is the registry's own popular window (a post's engagements and its
-    // recommendability live on the same worker), brought to the end of the last tick.
-    registry.borrow_mut().serving.popular.expire(final_tick);
+    // The popular list is the registry's own decayed popularity (a post's engagements and its
+    // recommendability live on the same worker), as of the end of the last tick.
     let reg = registry.borrow();
     let users_state = users.borrow();
     let users = &users_state.interests;
@@ -578,10 +582,10 @@ fn run_worker(
     c.registry = reg.stats.clone();
     c.index_size = reg.index_len() as u64;
     c.users = users.users.len() as u64;
-    let popular_list: Vec<(u64, i64)> = reg
+    let popular_list: Vec<(u64, f64)> = reg
         .serving
         .popular
-        .best()
+        .best(final_tick)
         .filter(|(post, _)| reg.posts.get(post).is_some_and(PostState::recommendable))
         .take(config.pools.popular_top_n)
         .collect();
@@ -607,7 +611,7 @@ fn collect_snapshot(
     users: &Interests,
     pool: &Contents<(String, TrendEntry)>,
     fresh: &Contents<PostInfo>,
-    popular: Vec<(u64, i64)>,
+    popular: Vec<(u64, f64)>,
     last_tick: u64,
     at_ts: i64,
 ) -> Snapshot {

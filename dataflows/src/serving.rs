@@ -148,8 +148,8 @@ pub struct CandidateRow {
     pub creator_id: u64,
     /// Upload time (ms).
     pub upload_ts: i64,
-    /// Weighted positive engagement over the popular window (thousandths).
-    pub popularity_milli: i64,
+    /// Weighted positive engagement, decayed with the popular half-life, as of the request's state.
+    pub popularity: f64,
     /// Weighted positive engagement over the trending window (thousandths).
     pub recent_milli: i64,
     /// Positive engagements over the trending window.
@@ -160,8 +160,9 @@ pub struct CandidateRow {
     pub demoted: bool,
     /// ANN: cosine distance to the query.
     pub ann_distance: Option<f32>,
-    /// Related: summed co-engagement count with the user's anchors.
-    pub related_count: Option<i64>,
+    /// Related: (Σ co-engagement count with the user's anchors / sqrt(the post's co-engagement
+    /// degree), the summed count).
+    pub related: Option<(f64, i64)>,
     /// Fresh: among the shard's newest uploads younger than the fresh age.
     pub fresh: bool,
     /// Followed: by a creator the user follows, recent.

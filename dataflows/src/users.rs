@@ -144,7 +144,7 @@ impl Decayed {
 pub struct Profile {
     /// Recent positive engagements, newest first: (time, post).
     recent_positives: VecDeque<(i64, u64)>,
-    /// Last engagement time per post (pruned to the seen window).
+    /// Last engagement time per post: never recommended again (at most `serving.engaged_memory`, the newest).
     engaged: FastMap<u64, i64>,
     /// Posts the user hid or reported.
     hidden_posts: BTreeSet<u64>,
@@ -170,7 +170,7 @@ pub struct Users {
     waiting: WaitingEngagements,
     config: Config,
     half_life_ms: u64,
-    seen_window_ms: u64,
+    engaged_memory: usize,
     hide_creator_ms: u64,
     related_window_ms: u64,
     pairs_per_user: usize,
@@ -197,7 +197,7 @@ impl Users {
             waiting: WaitingEngagements::new(config.ticks(config.interest.pending_ttl_ms)),
             config: config.clone(),
             half_life_ms: config.interest.half_life_ms,
-            seen_window_ms: s.seen_window_ms,
+            engaged_memory: s.engaged_memory,
             hide_creator_ms: s.hide_creator_ms,
             related_window_ms: s.related_window_ms,
             pairs_per_user: s.related_pairs_per_user,
@@ -292,6 +292,14 @@ impl Users {
         let keep = self.pairs_per_user.max(self.anchors);
         let p = self.profiles.entry(e.user_id).or_default();
         p.engaged.insert(e.post_id, e.ts);
+        // Over the bound by an eighth: forget the oldest, down to the bound (amortised).
+        if p.engaged.len() > self.engaged_memory + self.engaged_memory / 8 {
+            let mut by_age: Vec<(i64, u64)> = p.engaged.iter().map(|(post, ts)| (*ts, *post)).collect();
+            by_age.sort_unstable();
+            for (_, post) in &by_age[..by_age.len() - self.engaged_memory] {
+                p.engaged.remove(post);
+            }
+        }
         match e.kind {
             EngagementKind::Hide | EngagementKind::Report => {
                 p.hidden_posts.insert(e.post_id);
@@ -371,8 +379,6 @@ impl Users {
             build_us: 0,
         };
         if let Some(p) = self.profiles.get_mut(&r.user_id) {
-            let seen_since = ts - self.seen_window_ms as i64;
-            p.engaged.retain(|_, t| *t > seen_since);
             p.hidden_creators.retain(|_, until| *until > ts);
             let mut excluded: Vec<u64> = p.engaged.keys().copied().chain(p.hidden_posts.iter().copied()).collect();
             excluded.sort_unstable();

@@ -210,17 +210,18 @@ impl Reference {
         v
     }
 
-    /// Popular list at tick `t`: (post, weight in thousandths), best first.
-    pub fn popular_at(&self, t: u64) -> Vec<(u64, i64)> {
-        let window = self.config.pools.popular_window_ms / self.config.engine.tick_ms;
-        let mut sums: HashMap<u64, i64> = HashMap::new();
+    /// Popular list at tick `t`: (post, weight decayed with the popular half-life), best first.
+    pub fn popular_at(&self, t: u64) -> Vec<(u64, f64)> {
+        let half_life = (self.config.pools.popular_half_life_ms / self.config.engine.tick_ms) as f64;
+        let mut sums: HashMap<u64, f64> = HashMap::new();
         for e in &self.engagements {
-            if e.weight > 0.0 && e.tick <= t && e.tick + window > t {
-                *sums.entry(e.post_id).or_default() += (e.weight * 1000.0).round() as i64;
+            if e.weight > 0.0 && e.tick <= t {
+                let w = (e.weight * 1000.0).round() / 1000.0;
+                *sums.entry(e.post_id).or_default() += w * (-((t - e.tick) as f64) / half_life).exp2();
             }
         }
-        let mut v: Vec<(u64, i64)> = sums.into_iter().filter(|(p, w)| *w != 0 && self.recommendable(*p, t)).collect();
-        v.sort_by_key(|(p, w)| (std::cmp::Reverse(*w), *p));
+        let mut v: Vec<(u64, f64)> = sums.into_iter().filter(|(p, w)| *w > 0.0 && self.recommendable(*p, t)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(self.config.pools.popular_top_n);
         v
     }
