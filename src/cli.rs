@@ -3,6 +3,7 @@
 use crate::eval::{evaluate, table, EvalOptions};
 use crate::gen::{generate, GenOptions};
 use crate::kafka_tools;
+use crate::train::{train, TrainOptions};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use feedflow_connectors::config::{Config, SourceKind};
@@ -34,6 +35,8 @@ enum Command {
     Gen(GenArgs),
     /// Prequential evaluation: shadow requests before each sampled positive engagement.
     Eval(EvalArgs),
+    /// Train the ranker on a log, with the features as served; writes DIR/ranker.onnx and DIR/ranker.json.
+    Train(TrainArgs),
     /// Produce a recorded log into the input topics (uploads, engagements, requests).
     Replay(ReplayArgs),
     /// Capture a topic to a JSONL file, from its start to its current end.
@@ -160,14 +163,45 @@ struct EvalArgs {
     /// Worker threads (default: the config's `engine.workers`).
     #[arg(long)]
     workers: Option<usize>,
-    /// Evaluate at most this many positive engagements (a deterministic sample).
-    #[arg(long, default_value_t = 2000)]
+    /// Evaluate at most this many positive engagements (a deterministic sample of the period's).
+    #[arg(long, default_value_t = 20_000)]
     sample: usize,
+    /// The evaluation period starts at this fraction of the log's time span (0.8: its last 20 %).
+    #[arg(long, default_value_t = 0.8)]
+    from: f64,
     /// Page size of the shadow requests.
     #[arg(long, default_value_t = 50)]
     k: usize,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// The log to learn from (any feedflow event log; its own requests are left out).
+    #[arg(long)]
+    log: PathBuf,
+    /// Output folder: ranker.onnx, ranker.json, and the training run under work/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Configuration file (default: the embedded config/local.toml); its head weights combine the heads.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed of the request sample and of the learner.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads of the replay (default: the config's `engine.workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// At most this many shadow requests (a deterministic sample of the log's positive engagements).
+    #[arg(long, default_value_t = 3000)]
+    requests: usize,
+    /// Labels: the user's engagements with a candidate within this many ms after the request.
+    #[arg(long, default_value_t = 3_600_000)]
+    horizon_ms: u64,
+    /// Write the model even if it ranks worse than the fallback on the validation period.
+    #[arg(long)]
+    allow_worse: bool,
 }
 
 #[derive(Args, Debug)]
@@ -365,6 +399,7 @@ fn run(a: RunArgs) -> Result<()> {
         snapshot: false,
         progress: true,
         timely_args: timely_args(&a)?,
+        log_shadow_candidates: false,
     };
     eprintln!("[feedflow] replaying {} on {} worker(s) into {}/", log.display(), workers, out.display());
     let report = run_file(&config, &options)?;
@@ -383,17 +418,44 @@ fn eval(a: EvalArgs) -> Result<()> {
     if a.sample == 0 || a.k == 0 || a.k > 200 {
         bail!("--sample must be at least 1 and --k in 1..=200");
     }
+    if !(0.0..1.0).contains(&a.from) {
+        bail!("--from must be in [0, 1): the evaluation period is the log's time span after that fraction");
+    }
     let options = EvalOptions {
         log: a.log.clone(),
         out: a.out.clone(),
         workers: a.workers.unwrap_or(config.engine.workers).max(1),
         sample: a.sample,
+        from: a.from,
         k: a.k,
     };
     let report = evaluate(&config, &options)?;
     println!("{}", table(&report));
     println!("engine HR@10 / popularity HR@10 = {:.2}", report["engine_vs_popularity_hr@10"].as_f64().unwrap_or(0.0));
     println!("report: {}/eval.json, {}/eval.png", a.out.display(), a.out.display());
+    Ok(())
+}
+
+fn train_command(a: TrainArgs) -> Result<()> {
+    let config = load_config(a.config.as_deref())?;
+    if !a.log.exists() {
+        bail!("the log {} does not exist", a.log.display());
+    }
+    if a.requests == 0 || a.horizon_ms == 0 {
+        bail!("--requests and --horizon-ms must be at least 1");
+    }
+    let options = TrainOptions {
+        log: a.log,
+        out: a.out,
+        seed: a.seed,
+        workers: a.workers.unwrap_or(config.engine.workers).max(1),
+        requests: a.requests,
+        horizon_ms: a.horizon_ms,
+        allow_worse: a.allow_worse,
+    };
+    let model = train(&config, &options)?;
+    println!("wrote {} and {}", model.display(), model.with_extension("json").display());
+    println!("serve it: feedflow run --model {}", model.display());
     Ok(())
 }
 
@@ -454,6 +516,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Gen(a) => gen(a),
         Command::Eval(a) => eval(a),
+        Command::Train(a) => train_command(a),
         Command::Replay(a) => replay(a),
         Command::Record(a) => record(a),
         Command::Tail(a) => tail(a),

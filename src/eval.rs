@@ -1,22 +1,29 @@
 //! Prequential evaluation (`feedflow eval`): would the engine have shown what users went on to like?
 //!
-//! For a sample of positive engagements (like or stronger) the log is replayed
-//! with a shadow request placed just before the user's first engagement with
-//! that post (usually the view that led to the like): the request's tick sees
-//! only earlier ticks, so the answer cannot know what follows. Shadow requests
+//! For every positive engagement (like or stronger) in the evaluation period (the
+//! last `1 − from` of the log's time span; a deterministic sample when there are
+//! more than `sample`) the log is replayed with a shadow request placed just
+//! before the user's first engagement with that post (usually the view that led
+//! to the like): the request's tick sees only earlier ticks, so the answer cannot
+//! know what follows. Shadow requests
 //! leave no trace (not remembered as served, no impressions). The log's own
 //! requests are left out: a page served to the user earlier would hide its
 //! posts from later pages for 24 h, so a model that predicted a session well
 //! at its start would be counted as missing it later; without them the
-//! engine, the baseline and the oracle face the same candidates. The report compares the engine with a
-//! popularity baseline (top weighted engagement over the popular window, same
-//! filters) and, on generated logs, the oracle that ranks every eligible post
-//! by the generator's true engagement probability.
+//! engine, the baselines and the oracle face the same candidates. Every method
+//! excludes the posts the user already engaged with (and, like the engine, the
+//! user's own, private and blocked posts). The report compares the engine with
+//! - `popularity`: all-time weighted positive engagement,
+//! - `popularity_7d`: the same over the last 7 days,
+//! - `item_knn`: streaming item-kNN ([`ItemKnn`]): the user's last 20 positives
+//!   as anchors, cosine-normalised co-occurrence counts, popularity fill,
+//! - on generated logs, the oracle that ranks every eligible post by the
+//!   generator's true engagement probability.
 
 use crate::gen::{load_truth, truth_path_for, Truth};
 use anyhow::{bail, Context, Result};
 use feedflow_connectors::config::Config;
-use feedflow_connectors::event::{EngagementKind, EventBody, ModerationAction, Position};
+use feedflow_connectors::event::{EngagementKind, Event, EventBody, ModerationAction, Position};
 use feedflow_connectors::{decode, DecodeLimits};
 use feedflow_dataflows::model::engagement_weight_milli;
 use feedflow_dataflows::{run_file, RunOptions};
@@ -37,13 +44,15 @@ pub struct EvalOptions {
     pub workers: usize,
     /// At most this many positives are evaluated (a deterministic sample).
     pub sample: usize,
+    /// The evaluation period starts at this fraction of the log's time span (0.8: its last 20 %).
+    pub from: f64,
     /// Page size of the shadow requests.
     pub k: usize,
 }
 
 /// One evaluation point: user `user` engaged positively with `post`; the shadow request is at `ts`.
 #[derive(Clone, Debug)]
-struct Point {
+pub(crate) struct Point {
     user: u64,
     post: u64,
     ts: i64,
@@ -98,6 +107,60 @@ impl Metrics {
     }
 }
 
+/// Anchors of the item-kNN baseline: the user's most recent positives.
+const KNN_ANCHORS: usize = 20;
+/// A new positive co-occurs with at most this many of the user's earlier positives (bounds the pairs).
+const KNN_HISTORY: usize = 200;
+/// Window of the recent-popularity baseline.
+const POPULAR_7D_MS: i64 = 7 * 86_400_000;
+
+/// Streaming item-kNN, the classic collaborative baseline, computed from the prefix alone.
+///
+/// Two posts co-occur when one user engaged positively with both (each new positive
+/// pairs with the user's last [`KNN_HISTORY`] positives). A post's score for a user is
+/// `Σ_a c(a, p) / sqrt(n_a · n_p)` over the user's last [`KNN_ANCHORS`] positives `a`,
+/// with `c` the co-occurrence count and `n` the number of users engaging positively
+/// (cosine similarity of the posts' user sets).
+#[derive(Default)]
+pub struct ItemKnn {
+    history: HashMap<u64, VecDeque<u64>>,
+    co: HashMap<u64, HashMap<u64, u32>>,
+    count: HashMap<u64, u32>,
+}
+
+impl ItemKnn {
+    /// A positive engagement of `user` with `post`.
+    pub fn add(&mut self, user: u64, post: u64) {
+        let history = self.history.entry(user).or_default();
+        if history.contains(&post) {
+            return;
+        }
+        for &q in history.iter() {
+            *self.co.entry(q).or_default().entry(post).or_default() += 1;
+            *self.co.entry(post).or_default().entry(q).or_default() += 1;
+        }
+        *self.count.entry(post).or_default() += 1;
+        history.push_back(post);
+        if history.len() > KNN_HISTORY {
+            history.pop_front();
+        }
+    }
+
+    /// Scores of the posts co-occurring with the user's anchors.
+    pub fn scores(&self, user: u64) -> HashMap<u64, f64> {
+        let mut scores: HashMap<u64, f64> = HashMap::new();
+        let Some(history) = self.history.get(&user) else { return scores };
+        for a in history.iter().rev().take(KNN_ANCHORS) {
+            let n_a = self.count.get(a).copied().unwrap_or(1).max(1) as f64;
+            for (p, c) in self.co.get(a).into_iter().flatten() {
+                let n_p = self.count.get(p).copied().unwrap_or(1).max(1) as f64;
+                *scores.entry(*p).or_default() += *c as f64 / (n_a * n_p).sqrt();
+            }
+        }
+        scores
+    }
+}
+
 /// The world as the log tells it, advanced event by event.
 #[derive(Default)]
 struct LogState {
@@ -105,23 +168,44 @@ struct LogState {
     uploads: HashMap<u64, i64>,
     public: HashSet<u64>,
     blocked: HashSet<u64>,
-    /// user → post → last engagement ts
-    engaged: HashMap<u64, HashMap<u64, i64>>,
-    /// positive engagements in the popular window: (ts, post, weight)
-    window: VecDeque<(i64, u64, i64)>,
+    /// user → posts engaged with (never recommended again, by every method)
+    engaged: HashMap<u64, HashSet<u64>>,
+    /// all-time weighted positive engagement per post
     popularity: HashMap<u64, i64>,
+    /// positive engagements of the last 7 days: (ts, post, weight)
+    window: VecDeque<(i64, u64, i64)>,
+    popularity_7d: HashMap<u64, i64>,
+    knn: ItemKnn,
 }
 
 impl LogState {
-    fn eligible(&self, user: u64, post: u64, ts: i64, seen_ms: i64) -> bool {
+    fn eligible(&self, user: u64, post: u64) -> bool {
         self.public.contains(&post)
             && !self.blocked.contains(&post)
             && self.creators.get(&post) != Some(&user)
-            && self.engaged.get(&user).and_then(|m| m.get(&post)).is_none_or(|t| ts - t >= seen_ms)
+            && self.engaged.get(&user).is_none_or(|m| !m.contains(&post))
+    }
+
+    /// The `k` eligible posts of highest score (ties: lower post id), then `fill` in its order.
+    fn page(&self, user: u64, scores: &HashMap<u64, f64>, fill: &[u64], k: usize) -> Vec<u64> {
+        let mut best: Vec<(f64, u64)> =
+            scores.iter().filter(|(p, s)| **s > 0.0 && self.eligible(user, **p)).map(|(p, s)| (*s, *p)).collect();
+        best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut page: Vec<u64> = best.into_iter().take(k).map(|(_, p)| p).collect();
+        let taken: HashSet<u64> = page.iter().copied().collect();
+        page.extend(fill.iter().filter(|p| !taken.contains(p) && self.eligible(user, **p)).take(k - page.len()));
+        page
     }
 }
 
-fn read_events(log: &Path, config: &Config) -> Result<Vec<(usize, feedflow_connectors::Event)>> {
+/// Posts by descending weight (ties: lower id), positive weights only.
+fn by_weight(weights: &HashMap<u64, i64>) -> Vec<u64> {
+    let mut v: Vec<(i64, u64)> = weights.iter().filter(|(_, w)| **w > 0).map(|(p, w)| (-*w, *p)).collect();
+    v.sort_unstable();
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
+pub(crate) fn read_events(log: &Path, config: &Config) -> Result<Vec<(usize, Event)>> {
     let limits = DecodeLimits::from_config(config);
     let file = std::fs::File::open(log).with_context(|| format!("opening {}", log.display()))?;
     let mut events = Vec::new();
@@ -154,6 +238,81 @@ fn is_positive(kind: EngagementKind) -> bool {
     )
 }
 
+/// The first and last event time of a log.
+pub(crate) fn time_span(events: &[(usize, Event)]) -> (i64, i64) {
+    events.iter().fold((i64::MAX, i64::MIN), |(lo, hi), (_, e)| (lo.min(e.ts), hi.max(e.ts)))
+}
+
+/// The first positive per (user, post) at or after `from_ts`, placed at the user's first engagement
+/// with the post; at most `sample` of them (a deterministic sample keyed by `salt`), in time order.
+pub(crate) fn positive_points(events: &[(usize, Event)], from_ts: i64, sample: usize, salt: u64) -> Vec<Point> {
+    let mut first_touch: HashMap<(u64, u64), i64> = HashMap::new();
+    let mut points = Vec::new();
+    let mut taken: HashSet<(u64, u64)> = HashSet::new();
+    for (_, e) in events {
+        if let EventBody::Engagement(g) = &e.body {
+            let key = (g.user_id, g.post_id);
+            let first = *first_touch.entry(key).or_insert(e.ts);
+            if is_positive(g.kind) && taken.insert(key) && e.ts >= from_ts {
+                points.push(Point { user: g.user_id, post: g.post_id, ts: first });
+            }
+        }
+    }
+    if points.len() > sample {
+        let mut keyed: Vec<(u64, usize)> =
+            points.iter().enumerate().map(|(i, p)| (mix64(p.user ^ mix64(p.post) ^ salt), i)).collect();
+        keyed.sort_unstable();
+        let mut keep: Vec<usize> = keyed.into_iter().take(sample).map(|(_, i)| i).collect();
+        keep.sort_unstable();
+        points = keep.into_iter().map(|i| points[i].clone()).collect();
+    }
+    points.sort_by_key(|p| (p.ts, p.user, p.post));
+    points
+}
+
+/// Writes `log` without its own requests and with a shadow request before the first line at or
+/// after each point's time.
+pub(crate) fn write_with_shadow_requests(
+    log: &Path,
+    events: &[(usize, Event)],
+    points: &[Point],
+    k: usize,
+    path: &Path,
+) -> Result<()> {
+    let file = std::fs::File::open(log).with_context(|| format!("opening {}", log.display()))?;
+    let mut out = BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut next = 0usize;
+    let mut ts_of: HashMap<usize, i64> = HashMap::new();
+    let mut requests: HashSet<usize> = HashSet::new();
+    for (i, e) in events {
+        ts_of.insert(*i, e.ts);
+        if matches!(e.body, EventBody::Request(_)) {
+            requests.insert(*i);
+        }
+    }
+    let mut last_ts = i64::MIN;
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line?;
+        if let Some(ts) = ts_of.get(&i) {
+            last_ts = *ts;
+        }
+        while next < points.len() && points[next].ts <= last_ts {
+            writeln!(out, "{}", shadow_request(&points[next], next, k))?;
+            next += 1;
+        }
+        if !requests.contains(&i) {
+            out.write_all(&line)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    while next < points.len() {
+        writeln!(out, "{}", shadow_request(&points[next], next, k))?;
+        next += 1;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Runs the evaluation and writes `eval.json` (and `eval.png` when the project's Python is set up).
 pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     std::fs::create_dir_all(&options.out).with_context(|| format!("creating {}", options.out.display()))?;
@@ -161,69 +320,14 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     if events.is_empty() {
         bail!("{} holds no valid events", options.log.display());
     }
-    // Points: the first positive per (user, post), placed at the user's first engagement with the post.
-    let mut first_touch: HashMap<(u64, u64), i64> = HashMap::new();
-    let mut candidates = Vec::new();
-    let mut taken: HashSet<(u64, u64)> = HashSet::new();
-    for (_, e) in &events {
-        if let EventBody::Engagement(g) = &e.body {
-            let key = (g.user_id, g.post_id);
-            let first = *first_touch.entry(key).or_insert(e.ts);
-            if is_positive(g.kind) && taken.insert(key) {
-                candidates.push(Point { user: g.user_id, post: g.post_id, ts: first });
-            }
-        }
+    let (first_ts, end_ts) = time_span(&events);
+    let period_start = first_ts + ((end_ts - first_ts) as f64 * options.from.clamp(0.0, 1.0)) as i64;
+    let points = positive_points(&events, period_start, options.sample, 0x5eed);
+    if points.is_empty() {
+        bail!("{} holds no positive engagement in its evaluation period to evaluate", options.log.display());
     }
-    if candidates.is_empty() {
-        bail!("{} holds no positive engagement to evaluate", options.log.display());
-    }
-    // A deterministic sample, kept in time order.
-    let mut points: Vec<Point> = candidates;
-    if points.len() > options.sample {
-        let mut keyed: Vec<(u64, usize)> =
-            points.iter().enumerate().map(|(i, p)| (mix64(p.user ^ mix64(p.post) ^ 0x5eed), i)).collect();
-        keyed.sort_unstable();
-        let mut keep: Vec<usize> = keyed.into_iter().take(options.sample).map(|(_, i)| i).collect();
-        keep.sort_unstable();
-        points = keep.into_iter().map(|i| points[i].clone()).collect();
-    }
-    points.sort_by_key(|p| (p.ts, p.user, p.post));
-
-    // The augmented log: every original line, with the shadow requests before the first line at or after their time.
     let augmented = options.out.join("eval-log.jsonl");
-    {
-        let file = std::fs::File::open(&options.log)?;
-        let mut out = BufWriter::new(std::fs::File::create(&augmented)?);
-        let mut next = 0usize;
-        let mut ts_of: HashMap<usize, i64> = HashMap::new();
-        let mut requests: HashSet<usize> = HashSet::new();
-        for (i, e) in &events {
-            ts_of.insert(*i, e.ts);
-            if matches!(e.body, EventBody::Request(_)) {
-                requests.insert(*i);
-            }
-        }
-        let mut last_ts = i64::MIN;
-        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-            let line = line?;
-            if let Some(ts) = ts_of.get(&i) {
-                last_ts = *ts;
-            }
-            while next < points.len() && points[next].ts <= last_ts {
-                writeln!(out, "{}", shadow_request(&points[next], next, options.k))?;
-                next += 1;
-            }
-            if !requests.contains(&i) {
-                out.write_all(&line)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        while next < points.len() {
-            writeln!(out, "{}", shadow_request(&points[next], next, options.k))?;
-            next += 1;
-        }
-        out.flush()?;
-    }
+    write_with_shadow_requests(&options.log, &events, &points, options.k, &augmented)?;
     let engine_out = options.out.join("engine");
     let mut run = RunOptions::new(&augmented, options.workers);
     run.out_dir = Some(engine_out.clone());
@@ -253,10 +357,9 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
         }
     };
     let tick_ms = config.engine.tick_ms as i64;
-    let popular_ms = config.pools.popular_window_ms as i64;
-    let seen_ms = config.serving.seen_window_ms as i64;
     let mut state = LogState::default();
-    let (mut engine, mut popularity, mut oracle) = (Metrics::default(), Metrics::default(), Metrics::default());
+    let [mut engine, mut popularity, mut popularity_7d, mut knn, mut oracle] =
+        std::array::from_fn(|_| Metrics::default());
     let mut e_iter = events.iter().peekable();
     for (n, point) in points.iter().enumerate() {
         // Apply every event of earlier ticks.
@@ -269,28 +372,27 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
             e_iter.next();
         }
         while let Some(&(ts, post, w)) = state.window.front() {
-            if ts.div_euclid(tick_ms) * tick_ms + popular_ms > tick_start - tick_ms {
+            if ts.div_euclid(tick_ms) * tick_ms + POPULAR_7D_MS > tick_start - tick_ms {
                 break;
             }
             state.window.pop_front();
-            *state.popularity.entry(post).or_default() -= w;
+            *state.popularity_7d.entry(post).or_default() -= w;
         }
         let page = pages.get(&n).cloned().unwrap_or_default();
         engine.add(point.post, &page, &state.creators, &state.uploads, point.ts);
-        let mut best: Vec<(i64, u64)> = state
-            .popularity
-            .iter()
-            .filter(|(p, w)| **w > 0 && state.eligible(point.user, **p, point.ts, seen_ms))
-            .map(|(p, w)| (-*w, *p))
-            .collect();
-        best.sort_unstable();
-        let page: Vec<u64> = best.into_iter().take(options.k).map(|(_, p)| p).collect();
+        let none = HashMap::new();
+        let all_time = by_weight(&state.popularity);
+        let page = state.page(point.user, &none, &all_time, options.k);
         popularity.add(point.post, &page, &state.creators, &state.uploads, point.ts);
+        let page = state.page(point.user, &none, &by_weight(&state.popularity_7d), options.k);
+        popularity_7d.add(point.post, &page, &state.creators, &state.uploads, point.ts);
+        let page = state.page(point.user, &state.knn.scores(point.user), &all_time, options.k);
+        knn.add(point.post, &page, &state.creators, &state.uploads, point.ts);
         if let Some(truth) = &truth {
             let mut scored: Vec<(f64, u64)> = state
                 .uploads
                 .keys()
-                .filter(|p| state.eligible(point.user, **p, point.ts, seen_ms))
+                .filter(|p| state.eligible(point.user, **p))
                 .map(|p| (truth.engagement_probability(point.user, *p), *p))
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -302,6 +404,8 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     let mut systems = serde_json::Map::new();
     systems.insert("engine".into(), engine.report(catalogue));
     systems.insert("popularity".into(), popularity.report(catalogue));
+    systems.insert("popularity_7d".into(), popularity_7d.report(catalogue));
+    systems.insert("item_knn".into(), knn.report(catalogue));
     if truth.is_some() {
         systems.insert("oracle".into(), oracle.report(catalogue));
     }
@@ -313,7 +417,10 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
         "k": options.k,
         "model": report.summary.counters.model,
         "fallback_responses": report.summary.counters.rank.fallback,
-        "engine_vs_popularity_hr@10": hr(&engine) / hr(&popularity).max(1e-12),
+        "from": options.from,
+        "period_start_ts": period_start,
+        "engine_vs_popularity_hr@10": hr(&engine) / hr(&popularity).max(hr(&popularity_7d)).max(1e-12),
+        "engine_vs_item_knn_hr@10": hr(&engine) / hr(&knn).max(1e-12),
         "systems": Value::Object(systems),
     });
     let json_path = options.out.join("eval.json");
@@ -355,11 +462,15 @@ fn apply(state: &mut LogState, e: &feedflow_connectors::Event, config: &Config) 
             ModerationAction::Demote => {}
         },
         EventBody::Engagement(g) => {
-            state.engaged.entry(g.user_id).or_default().insert(g.post_id, e.ts);
+            state.engaged.entry(g.user_id).or_default().insert(g.post_id);
             let w = engagement_weight_milli(config, g.kind, g.dwell_ms);
             if w > 0 && state.uploads.contains_key(&g.post_id) {
                 state.window.push_back((e.ts, g.post_id, w));
                 *state.popularity.entry(g.post_id).or_default() += w;
+                *state.popularity_7d.entry(g.post_id).or_default() += w;
+            }
+            if is_positive(g.kind) && state.uploads.contains_key(&g.post_id) {
+                state.knn.add(g.user_id, g.post_id);
             }
         }
         EventBody::Request(_) => {}
@@ -373,13 +484,13 @@ pub fn table(report: &Value) -> String {
     let metrics = ["hr@10", "hr@50", "ndcg@10", "coverage", "creator_diversity", "new_share"];
     out.push_str(&format!("{:<18}", "metric"));
     for name in systems.keys() {
-        out.push_str(&format!("{name:>12}"));
+        out.push_str(&format!("{name:>14}"));
     }
     out.push('\n');
     for m in metrics {
         out.push_str(&format!("{m:<18}"));
         for v in systems.values() {
-            out.push_str(&format!("{:>12.4}", v[m].as_f64().unwrap_or(f64::NAN)));
+            out.push_str(&format!("{:>14.4}", v[m].as_f64().unwrap_or(f64::NAN)));
         }
         out.push('\n');
     }

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod eval;
 pub mod gen;
 pub mod kafka_tools;
+pub mod train;
 
 pub use feedflow_connectors as connectors;
 pub use feedflow_dataflows as dataflows;

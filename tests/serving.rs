@@ -417,6 +417,7 @@ fn eval_beats_the_popularity_baseline_on_a_generated_world() {
         out: world.dir.path().join("eval"),
         workers: 2,
         sample: 1000,
+        from: 0.0,
         k: 50,
     };
     let report = feedflow::eval::evaluate(&config, &options).unwrap();
