@@ -44,6 +44,8 @@ fn check_world(seed: u64) {
     let mut config = Config::default();
     config.interest.half_life_ms = 3_600_000;
     config.pools.popular_half_life_ms = 3_600_000;
+    // A bound small enough that the oldest co-engagement pairs leave each shard.
+    config.serving.related_max_pairs = 4_000;
     let tick_ms = config.engine.tick_ms;
     let reference = Reference::from_log(&world.text, &config);
     let out1 = world.dir.path().join("out1");
@@ -131,6 +133,11 @@ fn check_world(seed: u64) {
 
     // Pools at the end.
     assert_eq!(s1.fresh, reference.fresh_at(reference.last_tick), "seed {seed}: fresh pool");
+    // Co-engagement counts: the pairs of the log's positives, bounded per shard.
+    let want_related = reference.related_counts();
+    assert!(want_related.values().sum::<i64>() > 4 * 4_000 / 2, "seed {seed}: the bound is reached");
+    assert_eq!(s1.related, want_related, "seed {seed}: co-engagement counts");
+    assert_eq!(s1.related, s2.related, "seed {seed}: co-engagement counts, 1 vs 2 workers");
     // Decayed sums agree to rounding; where two posts' values are that close their order may differ.
     let want = reference.popular_at(reference.last_tick);
     assert_eq!(s1.popular.len(), want.len(), "seed {seed}: popular list length");

@@ -123,6 +123,8 @@ pub struct Snapshot {
     pub fresh: Vec<u64>,
     /// Popular posts with their decayed weighted engagement, best first.
     pub popular: Vec<(u64, f64)>,
+    /// Co-engagement counts in the window: (anchor, item) → count.
+    pub related: BTreeMap<(u64, u64), i64>,
 }
 
 /// The outcome of a run.
@@ -331,6 +333,7 @@ fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>)
             }
             whole.fresh.extend(part.fresh);
             whole.popular.extend(part.popular);
+            whole.related.extend(part.related);
         }
     }
     summary.popular = summary.popular.min(config_popular_top_n as u64);
@@ -636,6 +639,9 @@ fn collect_snapshot(
     }
     s.fresh = fresh.borrow().keys().map(|p| p.post_id).collect();
     s.popular = popular;
+    for counts in reg.serving.related.values() {
+        s.related.extend(counts.counts().into_iter().map(|(anchor, item, n)| ((anchor, item), n)));
+    }
     s
 }
 

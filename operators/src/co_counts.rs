@@ -214,6 +214,23 @@ impl CoCounts {
         best
     }
 
+    /// Every `(anchor, item, count)` in the window, sorted (for inspection and tests).
+    pub fn counts(&self) -> Vec<(u64, u64, i64)> {
+        let mut all: Vec<(u64, u64, i64)> = Vec::new();
+        for (anchor, counts) in &self.anchors {
+            let mut merged = counts.clone();
+            merged.fold();
+            all.extend(merged.sorted.iter().map(|&(item, n)| (*anchor, item, n)));
+        }
+        all.sort_unstable();
+        all
+    }
+
+    /// An item's co-occurrences in the window, over every anchor.
+    pub fn degree(&self, item: u64) -> i64 {
+        self.degree.get(&item).copied().unwrap_or(0)
+    }
+
     /// Co-occurrences currently in the window.
     pub fn len(&self) -> usize {
         self.pairs

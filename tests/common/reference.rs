@@ -226,6 +226,62 @@ impl Reference {
         v
     }
 
+    /// Co-engagement counts `(anchor, item) → count` after the last tick: each positive engagement
+    /// (weight > 0) of a user, in the user's order of effect, pairs both ways with the user's last
+    /// `related_pairs_per_user` distinct earlier positives within `related_window_ms`; the pairs
+    /// of an item's logical shard leave by whole ticks, oldest first, while the shard holds more
+    /// than `related_max_pairs` (never the newest tick). The window itself outlasts these tests' logs.
+    pub fn related_counts(&self) -> BTreeMap<(u64, u64), i64> {
+        let s = &self.config.serving;
+        let keep = s.related_pairs_per_user.max(s.related_anchors);
+        let mut by_user: BTreeMap<u64, Vec<&Eng>> = BTreeMap::new();
+        for e in self.engagements.iter().filter(|e| (e.weight * 1000.0).round() > 0.0) {
+            by_user.entry(e.user_id).or_default().push(e);
+        }
+        // shard → tick → pairs
+        let mut shards: BTreeMap<u32, BTreeMap<u64, Vec<(u64, u64)>>> = BTreeMap::new();
+        for list in by_user.values_mut() {
+            list.sort_by_key(|e| (e.tick, e.ts, e.post_id, e.kind, e.dwell_ms));
+            let mut recent: Vec<(i64, u64)> = Vec::new(); // newest first
+            for e in list.iter() {
+                let oldest = e.ts - s.related_window_ms as i64;
+                let partners: Vec<u64> = recent
+                    .iter()
+                    .filter(|(ts, q)| *ts > oldest && *q != e.post_id)
+                    .take(s.related_pairs_per_user)
+                    .map(|(_, q)| *q)
+                    .collect();
+                for q in partners {
+                    for (anchor, item) in [(q, e.post_id), (e.post_id, q)] {
+                        let shard = feedflow::dataflows::posts::shard_of(item, self.config.index.shards);
+                        shards.entry(shard).or_default().entry(e.tick).or_default().push((anchor, item));
+                    }
+                }
+                recent.retain(|(_, q)| *q != e.post_id);
+                recent.insert(0, (e.ts, e.post_id));
+                recent.truncate(keep);
+            }
+        }
+        let mut counts: BTreeMap<(u64, u64), i64> = BTreeMap::new();
+        for ticks in shards.values() {
+            let mut kept: Vec<(u64, usize)> = Vec::new();
+            let mut held = 0usize;
+            for (tick, pairs) in ticks {
+                kept.push((*tick, pairs.len()));
+                held += pairs.len();
+                while held > s.related_max_pairs && kept.len() > 1 {
+                    held -= kept.remove(0).1;
+                }
+            }
+            for (tick, _) in kept {
+                for pair in &ticks[&tick] {
+                    *counts.entry(*pair).or_default() += 1;
+                }
+            }
+        }
+        counts
+    }
+
     /// A user's long-term vector and session delta at `at_ts`, from all their engagements.
     pub fn user_vectors(&self, user_id: u64, at_ts: i64) -> (Vec<f64>, Vec<f64>) {
         let dims = self.config.index.dimensions;
