@@ -4,7 +4,7 @@
 //! directory and holds its SQLite storage (`sqlite://broker.db`, which Tansu
 //! resolves against its working directory) and its log, so [`Broker::stop`]
 //! followed by [`Broker::start`] brings back the same broker, topics and
-//! messages on the same port. Tansu is installed by `scripts/setup` under
+//! messages on the same port. Tansu is installed by `scripts/setup --broker` under
 //! `.tools/tansu`; without it the fixture panics rather than letting tests pass.
 //!
 //! Notes on Tansu 0.6.0 that the tests rely on: topics are not auto-created;
@@ -42,7 +42,7 @@ impl Broker {
     /// Starts a broker on a free loopback port with fresh storage and waits until it is ready.
     pub fn new() -> Broker {
         let binary = binary();
-        assert!(binary.is_file(), "the Tansu broker {} is missing; run scripts/setup to install it", binary.display());
+        assert!(binary.is_file(), "the Tansu broker {} is missing; run scripts/setup --broker to install it", binary.display());
         let dir = tempfile::Builder::new().prefix("feedflow-broker-").tempdir().expect("temp dir");
         let mut broker = Broker { dir, port: free_port(), child: None, last_start: Duration::ZERO };
         broker.start();
@@ -190,7 +190,7 @@ pub fn random_prefix() -> String {
     format!("t{:x}{}{}-", nanos, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The Tansu binary installed by scripts/setup.
+/// The Tansu binary installed by scripts/setup --broker.
 fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/tansu/bin/tansu")
 }
