@@ -1,83 +1,154 @@
 #!/usr/bin/env python3
-"""Train feedflow's multi-task ranking model from served impressions and export ONNX.
+"""Train feedflow's multi-task ranking model (LightGBM) from served impressions and export ONNX.
 
 Usage:
   .venv/bin/python scripts/train_ranker.py --impressions IMPRESSIONS.jsonl \\
       --log EVENTS.jsonl --out-model models/ranker.onnx --out-meta models/ranker.json \\
-      [--seed 1] [--horizon-ms 3600000] [--epochs 12] [--hidden 32] \\
-      [--batch-size 256] [--lr 0.003]
+      [--seed 1] [--horizon-ms 3600000] [--validation-from-ts MS] \\
+      [--head-weights 1,1.5,2,2,2.5,-3,0.5] [--allow-worse]
 
 Rows are the items of the impressions log (one JSON line per served response,
-written by `feedflow run`). The labels of an item shown to user u at time t are
-u's engagements on that post with t < ts <= t + horizon in the event log:
-heads like, comment, save, share, follow (1 if such an engagement exists), hide
-(hide or report) and dwell = min(max view dwell_ms, 60000) / 60000.
+written by `feedflow run` / `feedflow train`); repeated impression_ids, bad
+lines and bad or non-finite items are skipped and counted. Feature values are
+rounded to float32, the type the engine scores with. The labels of an item
+shown to user u at request time t are u's engagements on that post with
+t <= ts <= t + horizon in the event log (ts == t counts: `feedflow train`
+places its shadow requests at the ts of the engagement they precede): heads
+like, comment, save, share, follow (1 if such an engagement exists), hide (hide
+or report) and dwell = min(max view dwell_ms, 60000) / 60000.
 
-Model: standardize (train-split mean/std; std 0 -> 1) -> Gemm -> ReLU -> Gemm ->
-Sigmoid, trained with mini-batch Adam on binary cross-entropy averaged over the
-seven heads (dwell uses BCE on its fractional label). Positive labels of the six
-binary heads are weighted by min(20, negatives / positives) of the training
-split (dwell is unweighted); the weights are written to the metadata as
-`training.pos_weight`, so those heads' outputs are ranking scores whose odds are
-inflated by that factor (divide the odds by it to recalibrate). Users are split
-90/10 into train/validation by a hash of user_id; validation reports per-head
-AUC (dwell: viewed vs not) and unweighted log loss.
+Split by time, not by user: rows whose request ts >= --validation-from-ts are
+the validation period (default: the last 20 % of the impressions' time span);
+the rest train. Validation is a pure holdout: nothing is tuned or stopped on it.
 
-Everything is deterministic for a given input and seed (numpy Generator, BLAS
-forced single-threaded, fixed ONNX producer fields): the .onnx file is
-byte-identical across runs. Exit status 2 with a message for unusable input.
+Model: one LightGBM booster per head, 150 rounds each (fixed: no early
+stopping), 31 leaves, learning rate 0.05, lambda_l2 1, min_data_in_leaf =
+training rows / 2000 clamped to [20, 500]. The six binary heads use the
+`binary` objective with positives weighted by scale_pos_weight = min(20,
+negatives / positives) of the training split (written to the metadata as
+`training.pos_weight`: those heads' outputs are ranking scores whose odds are
+inflated by that factor; divide the odds by it to recalibrate). dwell uses the
+`regression` (L2) objective on its fractional label, i.e. it estimates the
+expected dwell fraction, clipped to [0, 1] in the graph (`xentropy` would fit a
+fraction too, but onnxmltools cannot convert it). A head with fewer than 10
+positives in the training split is a one-leaf booster: a constant, its
+training base rate. Each split threshold t is then replaced by the largest
+float32 <= t, which leaves every prediction on float32 inputs unchanged
+(checked) and makes the float32 thresholds of the ONNX tree ensembles exact.
+
+Export: each booster is converted by onnxmltools.convert_lightgbm (zipmap off);
+the per-head graphs are prefixed with onnx.compose.add_prefix and glued into one
+graph: float input "features" [N, F] -> Slice (P(positive) of each classifier)
+/ Clip (dwell) -> Concat -> float output "heads" [N, 7] in head order. Opset 15
+(the highest onnxmltools 1.16 targets; ai.onnx.ml 1 for the tree ensembles), IR
+version 8. Before anything is written, onnxruntime runs the graph on 2000 rows
+and must match LightGBM's own predictions within 1e-4 (exit status 1 if not).
+
+Validation (printed, and stored under training.validation): per head ROC AUC
+(sklearn; dwell: viewed vs not) and log loss; and HR@10 over the validation
+requests with at least one item positive for like, comment, save, share or
+follow: items ranked by the model's heads combined with --head-weights, and by
+the items' `fallback_score` (where every item of the request carries one; else
+the served `rank`), a hit being a positive in the top 10 (ties go to the
+better served rank). The requests only one of the two hits are counted too. If
+the model's HR@10 is below the fallback's, no model is written and the exit
+status is 3 (unless --allow-worse); this is a plain comparison, not a
+significance test. Without validation rows or validation requests with a
+positive there is nothing to compare: exit status 2 (unless --allow-worse).
+
+Metadata (--out-meta): name, version, file, input, output, features, heads,
+sha256 of the .onnx bytes, and training: seed, horizon_ms, row counts,
+positives, pos_weight, the LightGBM version and parameters, the validation
+metrics and flops_per_row (for trees: expected comparisons plus one addition
+per tree, summed over the heads).
+
+Deterministic for a given input and seed (LightGBM deterministic, row-wise,
+one thread; fixed ONNX producer fields; metadata without timestamps): the
+.onnx and .json files are byte-identical across runs. Exit status 2 with a
+one-line message for unusable input or arguments.
 """
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"  # single-threaded BLAS keeps float results bit-reproducible
+    os.environ[_var] = "1"  # one core: the machine is shared with the Rust build and the engine
 
 import argparse
 import hashlib
 import json
+import math
+import re
 import sys
 import time
+import warnings
 
 import numpy as np
 
 HEADS = ["like", "comment", "save", "share", "follow", "hide", "dwell"]
 KIND_HEAD = {"like": 0, "comment": 1, "save": 2, "share": 3, "follow": 4, "hide": 5, "report": 5}
 DWELL = 6
+ENGAGING = [0, 1, 2, 3, 4]  # heads whose positives make a request count for HR@10
+DEFAULT_HEAD_WEIGHTS = "1,1.5,2,2,2.5,-3,0.5"
 MAX_DWELL_MS = 60000.0
 MAX_POS_WEIGHT = 20.0
-OPSET, IR_VERSION = 17, 10
+MIN_POSITIVES = 10  # fewer positives in training: the head is its base rate
+VALIDATION_FRACTION = 0.2
+TOP_K = 10
+NUM_BOOST_ROUND = 150
+CHECK_ROWS = 2000
+OPSET, IR_VERSION = 15, 8  # the highest default opset onnxmltools 1.16 converts to
+MAX_ABS_DIFF = 1e-4
 
 
 class UserError(Exception):
     """Bad input or arguments: reported as one line, exit status 2."""
 
 
+class ExportError(Exception):
+    """The exported graph does not reproduce LightGBM: exit status 1."""
+
+
+def _num(value):
+    """A JSON number as float; NaN for anything else (missing, null, bool, string)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return math.nan
+
+
 def parse_items(items, width):
-    """(post ids, feature matrix, number of rejected items) of one impression's items."""
+    """(post ids, feature matrix, served ranks, fallback scores, number of rejected items) of one
+    impression's items. A missing rank is the item's position (1-based); a missing fallback score NaN."""
     try:  # fast path: every item well-formed
         posts = [item["post_id"] for item in items]
         set(posts)  # TypeError on unhashable ids
         feats = np.array([item["features"] for item in items], dtype=np.float64)
         if feats.shape == (len(items), width):
-            return posts, feats, 0
-    except (ValueError, KeyError, TypeError):
+            ranks = [_num(item.get("rank")) for item in items]
+            fallback = [_num(item.get("fallback_score")) for item in items]
+            ranks = [r if r == r else float(k + 1) for k, r in enumerate(ranks)]
+            return posts, feats, ranks, fallback, 0
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
-    posts, rows = [], []
-    for item in items:
+    posts, rows, ranks, fallback = [], [], [], []
+    for k, item in enumerate(items):
         try:
             post, row = item["post_id"], [float(x) for x in item["features"]]
             hash(post)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
         if len(row) == width:
+            rank = _num(item.get("rank"))
             posts.append(post)
             rows.append(row)
-    return posts, np.array(rows, dtype=np.float64).reshape(len(rows), width), len(items) - len(rows)
+            ranks.append(rank if rank == rank else float(k + 1))
+            fallback.append(_num(item.get("fallback_score")))
+    feats = np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    return posts, feats, ranks, fallback, len(items) - len(rows)
 
 
 def read_impressions(path):
-    """Returns (feature names, user ids, post ids, ts array, feature matrix, stats)."""
-    names, users, posts, times, chunks = None, [], [], [], []
+    """Returns (feature names, rows, stats); rows: users, posts (lists), and arrays ts, request
+    (index of the impression), rank, fallback and X (float32 values held as float64)."""
+    names, users, posts, times, reqs, ranks, fallback, chunks = None, [], [], [], [], [], [], []
     stats = {"lines": 0, "bad_lines": 0, "duplicates": 0, "bad_items": 0}
     seen, width = set(), None
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -90,7 +161,7 @@ def read_impressions(path):
                 hash(user)
                 if not isinstance(items, list):
                     raise TypeError
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, OverflowError):
                 stats["bad_lines"] += 1
                 continue
             if names is None and isinstance(rec.get("features"), list):
@@ -102,6 +173,7 @@ def read_impressions(path):
                     stats["duplicates"] += 1
                     continue
                 seen.add(iid)
+            request = stats["lines"]
             stats["lines"] += 1
             if width is None:  # no names yet: the first item's length decides
                 first = items[0] if items and isinstance(items[0], dict) else {}
@@ -109,25 +181,34 @@ def read_impressions(path):
                 if width is None:
                     stats["bad_items"] += len(items)
                     continue
-            item_posts, feats, bad = parse_items(items, width)
+            item_posts, feats, item_ranks, item_fallback, bad = parse_items(items, width)
             stats["bad_items"] += bad
-            users.extend([user] * len(item_posts))
+            n = len(item_posts)
+            users.extend([user] * n)
             posts.extend(item_posts)
-            times.extend([ts] * len(item_posts))
+            times.extend([ts] * n)
+            reqs.extend([request] * n)
+            ranks.extend(item_ranks)
+            fallback.extend(item_fallback)
             chunks.append(feats)
-    X = np.concatenate(chunks) if chunks else np.zeros((0, width or 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf: rejected just below
+        X = np.concatenate(chunks).astype(np.float32).astype(np.float64) if chunks else np.zeros((0, width or 0))
+    rows = {"users": users, "posts": posts, "ts": np.array(times, dtype=np.int64),
+            "request": np.array(reqs, dtype=np.int64), "rank": np.array(ranks, dtype=np.float64),
+            "fallback": np.array(fallback, dtype=np.float64), "X": X}
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         stats["bad_items"] += int((~finite).sum())
         keep = np.flatnonzero(finite)
-        X = X[keep]
-        users, posts, times = [users[i] for i in keep], [posts[i] for i in keep], [times[i] for i in keep]
+        rows = {k: ([v[i] for i in keep] if isinstance(v, list) else v[keep]) for k, v in rows.items()}
+    X = rows["X"]
     if names is None and len(X):
         print(f"warning: {path} names no features; calling them f0..f{X.shape[1] - 1}")
         names = [f"f{i}" for i in range(X.shape[1])]
     elif names is not None and len(names) != X.shape[1]:
         raise UserError(f"{path}: {len(names)} feature names but items carry {X.shape[1]} features")
-    return names, users, posts, np.array(times, dtype=np.int64), X, stats
+    return names, rows, stats
 
 
 def read_engagements(path, pairs):
@@ -143,7 +224,7 @@ def read_engagements(path, pairs):
                     continue
                 key, ts, kind = (ev["user_id"], ev["post_id"]), int(ev["ts"]), ev["kind"]
                 wanted = key in pairs
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
                 stats["bad_lines"] += 1
                 continue
             stats["engagements"] += 1
@@ -159,7 +240,7 @@ def make_labels(users, posts, times, engagements, horizon):
     Y = np.zeros((len(users), len(HEADS)), dtype=np.float64)
     for i, (u, p, t) in enumerate(zip(users, posts, times.tolist())):
         for ts, kind, dwell in engagements.get((u, p), ()):
-            if t < ts <= t + horizon:
+            if t <= ts <= t + horizon:  # inclusive: a shadow request shares its engagement's ts
                 if kind == "view":
                     Y[i, DWELL] = max(Y[i, DWELL], min(max(dwell, 0.0), MAX_DWELL_MS) / MAX_DWELL_MS)
                 else:
@@ -167,96 +248,216 @@ def make_labels(users, posts, times, engagements, horizon):
     return Y
 
 
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+def lgb_params(seed, min_data_in_leaf):
+    """Parameters shared by every head (the objective and class weight are per head)."""
+    return {
+        "boosting": "gbdt", "learning_rate": 0.05, "num_leaves": 31, "max_depth": -1,
+        "min_data_in_leaf": min_data_in_leaf, "min_sum_hessian_in_leaf": 1e-3, "lambda_l2": 1.0,
+        "feature_fraction": 1.0, "bagging_fraction": 1.0, "bagging_freq": 0, "max_bin": 255,
+        "feature_pre_filter": False, "deterministic": True, "force_row_wise": True,
+        "num_threads": 1, "seed": seed, "verbosity": -1,
+    }
 
 
-def forward(params, X):
-    W1, b1, W2, b2 = params
-    return np.maximum(X @ W1 + b1, 0.0) @ W2 + b2  # logits
+def train_heads(lgb, X, Y, seed):
+    """One booster per head on the training rows; returns (boosters, pos_weight, constant heads, params)."""
+    n = len(X)
+    min_data_in_leaf = int(min(500, max(20, n // 2000)))
+    base = lgb_params(seed, min_data_in_leaf)
+    dataset = lgb.Dataset(X, label=np.zeros(n), params=dict(base), free_raw_data=False).construct()
+    boosters, pos_weight, constant = [], [], []
+    for k, head in enumerate(HEADS):
+        y = Y[:, k] if k == DWELL else (Y[:, k] > 0).astype(np.float64)
+        npos = int((y > 0).sum())
+        params = dict(base, objective="regression" if k == DWELL else "binary")
+        weight, rounds = 1.0, NUM_BOOST_ROUND
+        if npos < MIN_POSITIVES:  # no split can gain: one leaf holding the base rate
+            params["min_gain_to_split"] = 1e300
+            rounds = 1
+            constant.append(head)
+        elif k != DWELL:
+            weight = float(min(MAX_POS_WEIGHT, max(1.0, (n - npos) / npos)))
+            params["scale_pos_weight"] = weight
+        dataset.set_label(y)
+        started = time.monotonic()
+        trained = lgb.train(params, dataset, num_boost_round=rounds)
+        booster = snap_thresholds(lgb, trained)
+        sample = X[::max(1, n // CHECK_ROWS)]
+        if not np.array_equal(trained.predict(sample, num_threads=1), booster.predict(sample, num_threads=1)):
+            raise ExportError(f"head {head}: float32 thresholds change LightGBM's own predictions")
+        boosters.append(booster)
+        pos_weight.append(weight)
+        note = "  (constant: fewer than %d positives)" % MIN_POSITIVES if head in constant else ""
+        print(f"  {head:8s} {params['objective']:10s} {booster.num_trees():4d} trees "
+              f"in {time.monotonic() - started:6.1f}s{note}")
+    return boosters, pos_weight, constant, base
 
 
-def train(X, Y, pos_weight, hidden, epochs, batch, lr, rng):
-    n, F = X.shape
-    W1 = rng.normal(0.0, np.sqrt(2.0 / F), (F, hidden))
-    W2 = rng.normal(0.0, 0.1 / np.sqrt(hidden), (hidden, len(HEADS)))
-    # start each head at its (weighted) base rate so rare heads do not spend epochs getting there
-    pos = Y.sum(axis=0)
-    rate = np.clip(pos * pos_weight / (pos * pos_weight + (n - pos)), 1e-4, 1 - 1e-4)
-    params = [W1, np.zeros(hidden), W2, np.log(rate / (1 - rate))]
-    m, v = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
-    beta1, beta2, eps, step = 0.9, 0.999, 1e-8, 0
-    for epoch in range(epochs):
-        perm, total = rng.permutation(n), 0.0
-        for start in range(0, n, batch):
-            idx = perm[start:start + batch]
-            x, y = X[idx], Y[idx]
-            W1, b1, W2, b2 = params
-            h = x @ W1 + b1
-            a = np.maximum(h, 0.0)
-            z = a @ W2 + b2
-            w = 1.0 + (pos_weight - 1.0) * y  # positives weigh pos_weight, negatives 1
-            total += float((w * bce(z, y)).sum())
-            g = w * (sigmoid(z) - y) / (len(idx) * len(HEADS))
-            ga = (g @ W2.T) * (h > 0)
-            grads = [x.T @ ga, ga.sum(axis=0), a.T @ g, g.sum(axis=0)]
-            step += 1
-            for k, gk in enumerate(grads):
-                m[k] = beta1 * m[k] + (1 - beta1) * gk
-                v[k] = beta2 * v[k] + (1 - beta2) * gk * gk
-                mhat, vhat = m[k] / (1 - beta1 ** step), v[k] / (1 - beta2 ** step)
-                params[k] = params[k] - lr * mhat / (np.sqrt(vhat) + eps)
-        print(f"  epoch {epoch + 1:3d}/{epochs}  weighted train loss {total / (n * len(HEADS)):.5f}")
-    return params
+def f32_floor(text):
+    """The largest float32 <= the double `text`, as text (float32 inputs compare the same with it)."""
+    t = float(text)
+    f = np.float32(t)
+    if not np.isfinite(f) or not math.isfinite(t):  # beyond float32's range: keep the double
+        return text
+    if float(f) > t:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return repr(float(f))
 
 
-def bce(z, y):
-    """Binary cross-entropy from logits, elementwise (stable for large |z|)."""
-    return np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+def snap_thresholds(lgb, booster):
+    """The booster with each split threshold t replaced by the largest float32 <= t.
+
+    The engine scores float32 features and the ONNX tree ensembles store float32 thresholds. For a
+    float32 x, `x <= t` and `x <= f32_floor(t)` agree, so the booster's predictions on float32 inputs
+    are unchanged, and the exporter's float32 cast of the new thresholds is exact: without this, a
+    threshold that rounds up to a feature value seen in the data sends that value the other way in
+    onnxruntime than in LightGBM (a few rows in 10^5, errors up to ~0.02 measured)."""
+    text = booster.model_to_string(num_iteration=-1)
+    if re.search(r"^num_cat=[1-9]", text, flags=re.M):
+        raise ExportError("categorical splits are not expected (no categorical features are declared)")
+    text = re.sub(r"^threshold=(.*)$", lambda m: "threshold=" + " ".join(
+        f32_floor(v) for v in m.group(1).split()), text, flags=re.M)
+    # the header's byte sizes of the trees no longer hold: without them LightGBM reads the trees in turn
+    text = re.sub(r"^tree_sizes=.*\n", "", text, count=1, flags=re.M)
+    return lgb.Booster(model_str=text)
 
 
-def auc(scores, labels):
-    """Rank-based ROC AUC (Mann-Whitney U, ties averaged); None without both classes."""
-    labels = labels.astype(bool)
-    npos = int(labels.sum())
-    nneg = len(labels) - npos
-    if npos == 0 or nneg == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.bincount(inverse, weights=ranks) / counts)[inverse]  # average rank per tie group
-    return float((ranks[labels].sum() - npos * (npos + 1) / 2.0) / (npos * nneg))
+def predict_heads(boosters, X):
+    """LightGBM's own predictions, as the ONNX graph computes them: P(positive), dwell clipped to [0, 1]."""
+    P = np.column_stack([b.predict(X, num_threads=1) for b in boosters]) if len(X) else np.zeros((0, len(HEADS)))
+    P[:, DWELL] = np.clip(P[:, DWELL], 0.0, 1.0)
+    return P
 
 
-def build_onnx(mean, std, params, names):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def log_loss(y, p):
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
 
-    W1, b1, W2, b2 = (p.astype(np.float32) for p in params)
-    inits = [numpy_helper.from_array(a.astype(np.float32), name) for a, name in
-             [(mean, "mean"), (std, "std"), (W1, "W1"), (b1, "b1"), (W2, "W2"), (b2, "b2")]]
-    nodes = [
-        helper.make_node("Sub", ["features", "mean"], ["centered"], name="standardize_sub"),
-        helper.make_node("Div", ["centered", "std"], ["scaled"], name="standardize_div"),
-        helper.make_node("Gemm", ["scaled", "W1", "b1"], ["hidden_pre"], name="dense1"),
-        helper.make_node("Relu", ["hidden_pre"], ["hidden"], name="relu"),
-        helper.make_node("Gemm", ["hidden", "W2", "b2"], ["logits"], name="dense2"),
-        helper.make_node("Sigmoid", ["logits"], ["heads"], name="sigmoid"),
-    ]
+
+def hit_rate(requests, positive, model_score, fallback, rank):
+    """HR@10 of the model's score and of the fallback over the requests with a positive item."""
+    order = np.argsort(requests, kind="stable")
+    bounds = np.flatnonzero(np.diff(requests[order])) + 1
+    evaluated = model_hits = fallback_hits = by_rank = model_only = fallback_only = 0
+    for idx in np.split(order, bounds):
+        pos = positive[idx]
+        if not pos.any():
+            continue
+        evaluated += 1
+        r = rank[idx]
+        top = np.lexsort((r, -model_score[idx]))[:TOP_K]
+        model_hit = bool(pos[top].any())
+        fb = fallback[idx]
+        if np.isfinite(fb).all():
+            top = np.lexsort((r, -fb))[:TOP_K]
+        else:  # no fallback scores logged: the served order
+            top = np.argsort(r, kind="stable")[:TOP_K]
+            by_rank += 1
+        fallback_hit = bool(pos[top].any())
+        model_hits += model_hit
+        fallback_hits += fallback_hit
+        model_only += model_hit and not fallback_hit
+        fallback_only += fallback_hit and not model_hit
+    return evaluated, model_hits, fallback_hits, by_rank, model_only, fallback_only
+
+
+def tree_ops_per_row(boosters):
+    """Comparisons (expected depth, weighted by the training rows reaching each leaf) plus one
+    addition per tree, summed over all heads: the model's operations per scored row."""
+    total = 0.0
+    for booster in boosters:
+        for tree in booster.dump_model()["tree_info"]:
+            stack, weighted, rows = [(tree["tree_structure"], 0)], 0.0, 0.0
+            while stack:
+                node, depth = stack.pop()
+                if "leaf_value" in node:
+                    count = float(node.get("leaf_count", 1)) or 1.0
+                    weighted += count * depth
+                    rows += count
+                else:
+                    stack.extend([(node["left_child"], depth + 1), (node["right_child"], depth + 1)])
+            total += weighted / rows + 1.0
+    return max(1, int(round(total + 2 * len(HEADS))))  # + sigmoid/clip and concat per head
+
+
+def build_onnx(onnx, onnxmltools, FloatTensorType, boosters, names):
+    """Per-head graphs from onnxmltools, prefixed and glued into features [N, F] -> heads [N, 7]."""
+    from onnx import TensorProto, compose, helper, numpy_helper
+
+    F = len(names)
+    nodes, inits, columns, ml_opset = [], [], [], 1
+    for k, (head, booster) in enumerate(zip(HEADS, boosters)):
+        part = onnxmltools.convert_lightgbm(
+            booster, name=f"lightgbm_{head}", initial_types=[("features", FloatTensorType([None, F]))],
+            target_opset=OPSET, zipmap=False)
+        ml_opset = max([ml_opset] + [o.version for o in part.opset_import if o.domain == "ai.onnx.ml"])
+        part = compose.add_prefix(part, f"{head}_", rename_inputs=False)  # all parts read "features"
+        outputs = [o.name for o in part.graph.output]
+        nodes.extend(part.graph.node)
+        inits.extend(part.graph.initializer)
+        col = f"{head}_column"
+        if k == DWELL:  # TreeEnsembleRegressor: [N, 1]
+            (value,) = [o for o in outputs if o.endswith("variable")]
+            nodes.append(helper.make_node("Clip", [value, "zero", "one"], [col], name=f"{head}_clip"))
+        else:  # TreeEnsembleClassifier probabilities [N, 2]: P(positive) is column 1
+            (probs,) = [o for o in outputs if o.endswith("probabilities")]
+            nodes.append(helper.make_node("Slice", [probs, "col_start", "col_end", "col_axis"], [col],
+                                          name=f"{head}_positive"))
+        columns.append(col)
+    nodes.append(helper.make_node("Concat", columns, ["heads"], name="concat_heads", axis=1))
+    inits += [numpy_helper.from_array(np.array(v, dtype=dt), name) for name, v, dt in [
+        ("zero", 0.0, np.float32), ("one", 1.0, np.float32), ("col_start", [1], np.int64),
+        ("col_end", [2], np.int64), ("col_axis", [1], np.int64)]]
+    nodes = prune(nodes, "heads")
+    used = {i for n in nodes for i in n.input}
+    inits = [t for t in inits if t.name in used]
     graph = helper.make_graph(
         nodes, "feedflow_ranker",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", len(names)])],
-        [helper.make_tensor_value_info("heads", TensorProto.FLOAT, ["batch", len(HEADS)])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", F])],
+        [helper.make_tensor_value_info("heads", TensorProto.FLOAT, ["N", len(HEADS)])],
         initializer=inits)
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
-        producer_name="feedflow-train_ranker", producer_version="1",
-        doc_string="feedflow multi-task ranker: features -> heads " + ",".join(HEADS))
+        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ml_opset)],
+        ir_version=IR_VERSION, producer_name="feedflow-train_ranker", producer_version="2",
+        doc_string="feedflow multi-task ranker (LightGBM per head): features -> heads " + ",".join(HEADS))
     helper.set_model_props(model, {"features": ",".join(names), "heads": ",".join(HEADS)})
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
+
+
+def prune(nodes, output):
+    """The nodes `output` depends on, in their order (drops the classifiers' unused label branches)."""
+    producer = {o: n for n in nodes for o in n.output}
+    needed, stack = set(), [output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            stack.extend(node.input)
+    return [n for n in nodes if id(n) in needed]
+
+
+def onnx_check(ort, data, X, want, n_features):
+    """Runs the exported model with onnxruntime: signature as the Rust loader checks it, values as LightGBM."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+    if (inp.name, inp.type, len(inp.shape), inp.shape[-1]) != ("features", "tensor(float)", 2, n_features) or \
+            (out.name, out.type, len(out.shape), out.shape[-1]) != ("heads", "tensor(float)", 2, len(HEADS)):
+        raise ExportError(f"exported signature is {inp.name} {inp.type} {inp.shape} -> "
+                          f"{out.name} {out.type} {out.shape}, expected features float [N, {n_features}] "
+                          f"-> heads float [N, {len(HEADS)}]")
+    got = sess.run(["heads"], {"features": X.astype(np.float32)})[0]
+    if got.shape != want.shape:
+        raise ExportError(f"onnxruntime returned shape {got.shape}, LightGBM {want.shape}")
+    diff = np.abs(got.astype(np.float64) - want).max(axis=0) if len(X) else np.zeros(len(HEADS))
+    if not (diff < MAX_ABS_DIFF).all():
+        worst = int(np.argmax(diff))
+        raise ExportError(f"onnxruntime output differs from LightGBM by {diff[worst]:.3g} on head "
+                          f"{HEADS[worst]} ({len(X)} rows checked; limit {MAX_ABS_DIFF})")
+    print(f"onnxruntime check: {len(X)} rows x {len(HEADS)} heads match LightGBM within {diff.max():.2e}")
 
 
 def write_file(path, data):
@@ -267,6 +468,34 @@ def write_file(path, data):
     os.replace(tmp, path)
 
 
+def parse_head_weights(text):
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        weights = []
+    if len(weights) != len(HEADS) or not all(math.isfinite(w) for w in weights):
+        raise UserError(f"--head-weights needs {len(HEADS)} comma-separated numbers "
+                        f"({','.join(HEADS)}), got {text!r}")
+    return weights
+
+
+def import_libraries():
+    try:
+        import lightgbm
+        import onnx
+        import onnxmltools
+        import onnxruntime
+        from onnxmltools.convert.common.data_types import FloatTensorType
+        from sklearn.metrics import roc_auc_score
+    except ImportError as err:
+        raise UserError(f"{err}: install scripts/requirements.txt into .venv (scripts/setup)") from None
+    return lightgbm, onnx, onnxmltools, onnxruntime, FloatTensorType, roc_auc_score
+
+
+def r6(x):
+    return None if x is None else round(float(x), 6)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--impressions", required=True, help="impressions JSONL written by feedflow")
@@ -275,26 +504,31 @@ def main(argv=None):
     ap.add_argument("--out-meta", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--horizon-ms", type=int, default=3_600_000)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=0.003)
+    ap.add_argument("--validation-from-ts", type=int, default=None, metavar="MS",
+                    help="rows whose request ts >= MS validate (default: the last 20%% of the time span)")
+    ap.add_argument("--head-weights", default=DEFAULT_HEAD_WEIGHTS,
+                    help=f"weights of {','.join(HEADS)} for the HR@10 comparison (default {DEFAULT_HEAD_WEIGHTS})")
+    ap.add_argument("--allow-worse", action="store_true",
+                    help="write the model even when it ranks worse than the fallback on validation")
     args = ap.parse_args(argv)
-    for name in ("horizon_ms", "epochs", "hidden", "batch_size", "lr"):
-        if not getattr(args, name) > 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if not args.horizon_ms > 0:
+        raise UserError("--horizon-ms must be positive")
+    head_weights = parse_head_weights(args.head_weights)
+    lgb, onnx, onnxmltools, ort, FloatTensorType, roc_auc_score = import_libraries()
     started = time.monotonic()
 
     try:
-        names, users, posts, times, X, istats = read_impressions(args.impressions)
+        names, rows, istats = read_impressions(args.impressions)
+        X = rows["X"]
         if not len(X):
             raise UserError(f"{args.impressions}: no usable impression items "
                             f"({istats['lines']} impressions, {istats['bad_lines']} bad lines, "
                             f"{istats['bad_items']} bad items)")
-        engagements, estats = read_engagements(args.log, set(zip(users, posts)))
+        engagements, estats = read_engagements(args.log, set(zip(rows["users"], rows["posts"])))
     except OSError as err:
         raise UserError(f"cannot read {err.filename}: {err.strerror}") from None
-    Y = make_labels(users, posts, times, engagements, args.horizon_ms)
+    times = rows["ts"]
+    Y = make_labels(rows["users"], rows["posts"], times, engagements, args.horizon_ms)
     positives = {h: int((Y[:, k] > 0).sum()) for k, h in enumerate(HEADS)}
     if not (Y > 0).any():
         raise UserError(f"none of the {len(X)} impression items has an engagement within "
@@ -302,50 +536,101 @@ def main(argv=None):
     print(f"read {istats['lines']} impressions, {len(X)} items x {X.shape[1]} features "
           f"(skipped {istats['bad_lines']} bad lines, {istats['bad_items']} bad items, "
           f"{istats['duplicates']} duplicate impressions); "
-          f"{estats['engagements']} engagements ({estats['bad_lines']} bad lines) in the log")
+          f"{estats['engagements']} engagements ({estats['bad_lines']} bad lines) in the log "
+          f"[{time.monotonic() - started:.1f}s]")
 
-    # users whose sha256(str(user_id)) is 0 mod 10 validate (~10 %), the others train
-    val_users = {u for u in set(users) if int(hashlib.sha256(str(u).encode()).hexdigest(), 16) % 10 == 0}
-    is_val = np.fromiter((u in val_users for u in users), dtype=bool, count=len(users))
+    first, last = int(times.min()), int(times.max())
+    if args.validation_from_ts is None:
+        cut = first + math.ceil((1.0 - VALIDATION_FRACTION) * (last - first))
+    else:
+        cut = args.validation_from_ts
+    is_val = times >= cut
     tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     if not len(tr):
-        raise UserError(f"all {len(set(users))} users fell into the validation split; need more users")
-    mean, std = X[tr].mean(axis=0), X[tr].std(axis=0)
-    std[~(std > 1e-12)] = 1.0
-    Z = (X - mean) / std
-    npos = Y[tr].sum(axis=0)
-    pos_weight = np.clip((len(tr) - npos) / np.maximum(npos, 1), 1.0, MAX_POS_WEIGHT)
-    pos_weight[(npos == 0) | (np.arange(len(HEADS)) == DWELL)] = 1.0
-    print(f"training on {len(tr)} rows, validating on {len(va)} rows "
-          f"({len(val_users)} of {len(set(users))} users)")
-    rng = np.random.Generator(np.random.PCG64(args.seed))
-    params = train(Z[tr], Y[tr], pos_weight, args.hidden, args.epochs, args.batch_size, args.lr, rng)
+        raise UserError(f"no impression is before the validation start ts {cut} "
+                        f"(impressions span ts {first}..{last}); need a longer span or --validation-from-ts")
+    train_pos = {h: int((Y[tr, k] > 0).sum()) for k, h in enumerate(HEADS)}
+    if not any(train_pos[HEADS[k]] for k in ENGAGING):
+        raise UserError(f"no training row (request ts < {cut}) has a like, comment, save, share or follow")
+    engaged = (Y[:, ENGAGING] > 0).any(axis=1)
+    unchecked = None  # why the model cannot be compared with the fallback (known before training)
+    if not len(va):
+        unchecked = f"no validation rows (no request ts >= {cut})"
+    elif not engaged[va].any():
+        unchecked = f"no validation request (ts >= {cut}) has an item with a like, comment, save, share or follow"
+    if unchecked and not args.allow_worse:
+        raise UserError(f"{unchecked}: cannot compare the model with the fallback "
+                        f"(--validation-from-ts moves the split; --allow-worse writes a model anyway)")
+    print(f"training on {len(tr)} rows (ts < {cut}), validating on {len(va)} rows (ts >= {cut}); "
+          f"{NUM_BOOST_ROUND} rounds per head, 1 thread")
+    boosters, pos_weight, constant, params = train_heads(lgb, X[tr], Y[tr], args.seed)
+    print(f"trained in {time.monotonic() - started:.1f}s")
 
-    val_auc, val_loss = {}, {}
+    val_auc, val_loss, hr = {}, {}, {}
     if len(va):
-        logits = forward(params, Z[va])
+        P = predict_heads(boosters, X[va])
         for k, h in enumerate(HEADS):
-            a = auc(logits[:, k], Y[va, k] > 0)
-            val_auc[h] = None if a is None else round(a, 6)
-            val_loss[h] = round(float(bce(logits[:, k], Y[va, k]).mean()), 6)
+            y = Y[va, k]
+            both = 0 < int((y > 0).sum()) < len(y)
+            val_auc[h] = r6(roc_auc_score(y > 0, P[:, k])) if both else None
+            val_loss[h] = r6(log_loss(y if k == DWELL else (y > 0).astype(np.float64), P[:, k]))
+        evaluated, model_hits, fallback_hits, by_rank, model_only, fallback_only = hit_rate(
+            rows["request"][va], engaged[va], P @ np.array(head_weights),
+            rows["fallback"][va], rows["rank"][va])
+        if evaluated:
+            m_hr, f_hr = model_hits / evaluated, fallback_hits / evaluated
+            hr = {"requests": evaluated, "model": r6(m_hr), "fallback": r6(f_hr),
+                  "ratio": r6(m_hr / f_hr) if f_hr > 0 else None,
+                  "model_only_hits": model_only, "fallback_only_hits": fallback_only,
+                  "fallback_order": "served rank" if by_rank == evaluated else
+                  "fallback_score" if by_rank == 0 else f"fallback_score ({by_rank} requests: served rank)"}
 
-    data = build_onnx(mean, std, params, names)
-    onnx_check(data, X[va if len(va) else tr[:50_000]].astype(np.float32), mean, std, params)
+    print(f"\n{'head':8s} {'positives':>9s} {'train pos':>9s} {'pos_weight':>10s} {'val AUC':>8s} "
+          f"{'val logloss':>11s}")
+    for k, h in enumerate(HEADS):
+        a, loss = val_auc.get(h), val_loss.get(h)
+        note = "  (constant: its base rate)" if h in constant else ""
+        print(f"{h:8s} {positives[h]:9d} {train_pos[h]:9d} {pos_weight[k]:10.2f} "
+              f"{'-' if a is None else f'{a:.4f}':>8s} {'-' if loss is None else f'{loss:.5f}':>11s}{note}")
+    if hr:
+        ratio = "-" if hr["ratio"] is None else f"{hr['ratio']:.3f}"
+        print(f"\nHR@{TOP_K} on {hr['requests']} validation requests with a positive item: "
+              f"model {hr['model']:.4f} (heads weighted {args.head_weights}), "
+              f"fallback {hr['fallback']:.4f} (by {hr['fallback_order']}); ratio {ratio}; requests hit by "
+              f"the model only {hr['model_only_hits']}, by the fallback only {hr['fallback_only_hits']}")
+    if unchecked:
+        print(f"warning: {unchecked}; writing the model unchecked against the fallback (--allow-worse)")
+    elif hr["model"] < hr["fallback"]:
+        text = (f"the trained model ranks worse than the fallback on the validation period: "
+                f"HR@{TOP_K} {hr['model']:.4f} vs {hr['fallback']:.4f}")
+        if not args.allow_worse:
+            print(f"train_ranker: {text}; not writing a model", file=sys.stderr)
+            return 3
+        print(f"warning: {text}; writing it anyway (--allow-worse)")
+
+    data = build_onnx(onnx, onnxmltools, FloatTensorType, boosters, names)
+    check = np.unique(np.linspace(0, len(X) - 1, min(CHECK_ROWS, len(X))).astype(np.int64))
+    onnx_check(ort, data, X[check], predict_heads(boosters, X[check]), X.shape[1])
     sha = hashlib.sha256(data).hexdigest()
-    F, H = X.shape[1], args.hidden
     meta = {
-        "name": "ranker", "version": f"1-seed{args.seed}-{sha[:8]}",
+        "name": "ranker", "version": f"2-seed{args.seed}-{sha[:8]}",
         "file": os.path.basename(args.out_model),
         "input": "features", "output": "heads", "features": names, "heads": HEADS, "sha256": sha,
         "training": {
             "seed": args.seed, "horizon_ms": args.horizon_ms, "impressions": istats["lines"],
             "rows": len(X), "train_rows": len(tr), "validation_rows": len(va),
-            "positives": positives,
-            "pos_weight": {h: round(float(w), 6) for h, w in zip(HEADS, pos_weight)},
-            "validation": {"auc": val_auc, "logloss": val_loss},
-            "hidden": H, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            # Sub+Div, Gemm (2FH + H bias), ReLU, Gemm (2H*7 + 7 bias), Sigmoid (~4 per head)
-            "flops_per_row": 2 * (F * H + H * 7) + 2 * F + 2 * H + 7 + 4 * 7,
+            "validation_from_ts": cut,
+            "positives": positives, "train_positives": train_pos,
+            "pos_weight": {h: r6(w) for h, w in zip(HEADS, pos_weight)},
+            "constant_heads": constant,
+            "library": f"lightgbm {lgb.__version__}", "exporter": f"onnxmltools {onnxmltools.__version__}",
+            "objectives": {h: ("regression" if k == DWELL else "binary") for k, h in enumerate(HEADS)},
+            "num_boost_round": NUM_BOOST_ROUND, "params": params,
+            "trees": {h: b.num_trees() for h, b in zip(HEADS, boosters)},
+            "head_weights": dict(zip(HEADS, head_weights)),
+            "validation": {"auc": val_auc, "logloss": val_loss, f"hr@{TOP_K}": hr or None},
+            # trees have no FLOPs: expected comparisons + one addition per tree, + 2 per head
+            "flops_per_row": tree_ops_per_row(boosters),
         },
     }
     try:
@@ -353,35 +638,9 @@ def main(argv=None):
         write_file(args.out_meta, (json.dumps(meta, indent=2) + "\n").encode())
     except OSError as err:
         raise UserError(f"cannot write {err.filename}: {err.strerror}") from None
-
-    print(f"\n{'head':8s} {'positives':>9s} {'pos_weight':>10s} {'val AUC':>8s} {'val logloss':>11s}")
-    for k, h in enumerate(HEADS):
-        a, loss = val_auc.get(h), val_loss.get(h)
-        note = "  (no positives: learns a low constant)" if positives[h] == 0 else ""
-        print(f"{h:8s} {positives[h]:9d} {pos_weight[k]:10.2f} {'-' if a is None else f'{a:.4f}':>8s} "
-              f"{'-' if loss is None else f'{loss:.5f}':>11s}{note}")
-    if not len(va):
-        print("warning: no validation users; validation metrics are empty")
     print(f"\nwrote {args.out_model} ({len(data)} bytes, sha256 {sha[:16]}…) and {args.out_meta} "
           f"in {time.monotonic() - started:.1f}s")
     return 0
-
-
-def onnx_check(data, X, mean, std, params):
-    """Runs the exported model with onnxruntime and compares it with numpy (float32)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    got = sess.run(["heads"], {"features": X})[0]
-    p32 = [p.astype(np.float32) for p in params]
-    Z = (X - mean.astype(np.float32)) / std.astype(np.float32)
-    want = sigmoid(forward(p32, Z))
-    diff = float(np.abs(got - want).max()) if len(X) else 0.0
-    if got.shape != want.shape or diff > 1e-4:
-        raise RuntimeError(f"onnxruntime output differs from numpy by {diff} (shape {got.shape})")
-    print(f"onnxruntime check: {len(X)} rows match numpy within {diff:.2e}")
 
 
 if __name__ == "__main__":
@@ -390,6 +649,9 @@ if __name__ == "__main__":
     except UserError as err:
         print(f"train_ranker: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except ExportError as err:
+        print(f"train_ranker: error: the exported model is wrong, nothing written: {err}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:  # e.g. piped into head

@@ -18,7 +18,10 @@
 //! - `item_knn`: streaming item-kNN ([`ItemKnn`]): the user's last 20 positives
 //!   as anchors, cosine-normalised co-occurrence counts, popularity fill,
 //! - on generated logs, the oracle that ranks every eligible post by the
-//!   generator's true engagement probability.
+//!   generator's true engagement probability (`oracle`), and the same ranking
+//!   put on a page by the engine's page rules (`oracle_paged`: MMR, creator cap,
+//!   category quota; no exploration or trending slots): what the best possible
+//!   ranker would reach under DESIGN.md §6's diversity rules.
 
 use crate::gen::{load_truth, truth_path_for, Truth};
 use anyhow::{bail, Context, Result};
@@ -176,6 +179,8 @@ struct LogState {
     window: VecDeque<(i64, u64, i64)>,
     popularity_7d: HashMap<u64, i64>,
     knn: ItemKnn,
+    /// post → (category hash, embedding), for the paged oracle
+    content: HashMap<u64, (u64, Vec<f32>)>,
 }
 
 impl LogState {
@@ -358,7 +363,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     };
     let tick_ms = config.engine.tick_ms as i64;
     let mut state = LogState::default();
-    let [mut engine, mut popularity, mut popularity_7d, mut knn, mut oracle] =
+    let [mut engine, mut popularity, mut popularity_7d, mut knn, mut oracle, mut oracle_paged] =
         std::array::from_fn(|_| Metrics::default());
     let mut e_iter = events.iter().peekable();
     for (n, point) in points.iter().enumerate() {
@@ -396,8 +401,10 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
                 .map(|p| (truth.engagement_probability(point.user, *p), *p))
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let page: Vec<u64> = scored.into_iter().take(options.k).map(|(_, p)| p).collect();
+            let page: Vec<u64> = scored.iter().take(options.k).map(|(_, p)| *p).collect();
             oracle.add(point.post, &page, &state.creators, &state.uploads, point.ts);
+            let page = paged(&state, &scored, config, options.k);
+            oracle_paged.add(point.post, &page, &state.creators, &state.uploads, point.ts);
         }
     }
     let catalogue = events.iter().filter(|(_, e)| matches!(e.body, EventBody::Upload(_))).count();
@@ -408,6 +415,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     systems.insert("item_knn".into(), knn.report(catalogue));
     if truth.is_some() {
         systems.insert("oracle".into(), oracle.report(catalogue));
+        systems.insert("oracle_paged".into(), oracle_paged.report(catalogue));
     }
     let hr = |m: &Metrics| m.hits10 as f64 / m.pages.max(1) as f64;
     let result = json!({
@@ -443,10 +451,47 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     Ok(result)
 }
 
+/// A ranking (best first) put on a page by the engine's page rules, relevance by rank as the engine
+/// weighs it; no exploration or trending slots (the ranking has no such candidates).
+fn paged(state: &LogState, ranked: &[(f64, u64)], config: &Config, k: usize) -> Vec<u64> {
+    use feedflow_operators::rerank::{build_page, PageCandidate, PageRules};
+    let empty: (u64, Vec<f32>) = (0, Vec::new());
+    let top: Vec<u64> = ranked.iter().take(6 * k).map(|(_, p)| *p).collect();
+    let candidates: Vec<PageCandidate<'_>> = top
+        .iter()
+        .enumerate()
+        .map(|(rank, p)| {
+            let (group, embedding) = state.content.get(p).unwrap_or(&empty);
+            PageCandidate {
+                score: (-(rank as f64) / k.max(1) as f64).exp(),
+                author: state.creators.get(p).copied().unwrap_or(0),
+                group: *group,
+                embedding,
+                explore: false,
+                boosted: false,
+            }
+        })
+        .collect();
+    let r = &config.rerank;
+    let rules = PageRules {
+        page_size: k,
+        mmr_lambda: r.mmr_lambda,
+        max_per_author: r.max_per_creator,
+        max_group_share: r.max_category_share,
+        explore_share: 0.0,
+        max_boosted: 0,
+    };
+    build_page(&candidates, &rules).into_iter().map(|placed| top[placed.candidate]).collect()
+}
+
 fn apply(state: &mut LogState, e: &feedflow_connectors::Event, config: &Config) {
     match &e.body {
         EventBody::Upload(u) => {
             state.creators.entry(u.post_id).or_insert(u.creator_id);
+            state
+                .content
+                .entry(u.post_id)
+                .or_insert_with(|| (feedflow_operators::hash::hash_bytes(u.category.as_bytes()), u.embedding.clone()));
             state.uploads.entry(u.post_id).or_insert(e.ts);
             if u.is_public {
                 state.public.insert(u.post_id);

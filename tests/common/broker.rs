@@ -42,7 +42,11 @@ impl Broker {
     /// Starts a broker on a free loopback port with fresh storage and waits until it is ready.
     pub fn new() -> Broker {
         let binary = binary();
-        assert!(binary.is_file(), "the Tansu broker {} is missing; run scripts/setup --broker to install it", binary.display());
+        assert!(
+            binary.is_file(),
+            "the Tansu broker {} is missing; run scripts/setup --broker to install it",
+            binary.display()
+        );
         let dir = tempfile::Builder::new().prefix("feedflow-broker-").tempdir().expect("temp dir");
         let mut broker = Broker { dir, port: free_port(), child: None, last_start: Duration::ZERO };
         broker.start();
