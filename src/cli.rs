@@ -194,7 +194,7 @@ struct TrainArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// At most this many shadow requests (a deterministic sample of the log's positive engagements).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 8000)]
     requests: usize,
     /// Labels: the user's engagements with a candidate within this many ms after the request.
     #[arg(long, default_value_t = 3_600_000)]
@@ -452,6 +452,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
         requests: a.requests,
         horizon_ms: a.horizon_ms,
         allow_worse: a.allow_worse,
+        labels: None,
     };
     let model = train(&config, &options)?;
     println!("wrote {} and {}", model.display(), model.with_extension("json").display());

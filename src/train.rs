@@ -36,6 +36,25 @@ pub struct TrainOptions {
     pub horizon_ms: u64,
     /// Write the model even when it ranks worse than the fallback on the validation period.
     pub allow_worse: bool,
+    /// Where the labels come from, when not from `log` itself (the same events, e.g. with
+    /// labels shuffled to check that the gate refuses a model that learned noise).
+    pub labels: Option<PathBuf>,
+}
+
+impl TrainOptions {
+    /// Defaults for training on `log` into `out`: seed 1, 2 workers, 8,000 requests, 1 h horizon.
+    pub fn new(log: &Path, out: &Path) -> Self {
+        Self {
+            log: log.to_path_buf(),
+            out: out.to_path_buf(),
+            seed: 1,
+            workers: 2,
+            requests: 8000,
+            horizon_ms: 3_600_000,
+            allow_worse: false,
+            labels: None,
+        }
+    }
 }
 
 /// The checkout holding `scripts/train_ranker.py` and the project's venv: the working directory,
@@ -89,7 +108,7 @@ pub fn train(config: &Config, options: &TrainOptions) -> Result<PathBuf> {
         .arg("--impressions")
         .arg(work.join("serve/impressions.jsonl"))
         .arg("--log")
-        .arg(&options.log)
+        .arg(options.labels.as_ref().unwrap_or(&options.log))
         .arg("--out-model")
         .arg(&model)
         .arg("--out-meta")

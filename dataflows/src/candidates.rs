@@ -286,14 +286,14 @@ impl Registry {
         // Related: posts of this worker co-engaged with the user's anchors. Shards hold disjoint
         // posts, so the worker's top-k is within the union of its shards' top-k.
         if !context.anchors.is_empty() && s.related_k > 0 {
-            let mut found: Vec<(u64, f64, i64)> = Vec::new();
+            let mut found = Vec::new();
             for related in serving.related.values() {
                 found.extend(related.related_normalized(&context.anchors, s.related_k, |p| usable(p).is_some()));
             }
-            found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (post_id, score, count) in found.into_iter().take(s.related_k) {
-                if let Some(post) = usable(post_id) {
-                    row!(post_id, post).related = Some((score, count));
+            found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+            for r in found.into_iter().take(s.related_k) {
+                if let Some(post) = usable(r.item) {
+                    row!(r.item, post).related = Some((r.score, r.count, r.anchors));
                 }
             }
         }

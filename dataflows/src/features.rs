@@ -8,7 +8,7 @@ use crate::serving::{cosine_with, squared_norm, CandidateRow, RequestContext};
 use crate::users::KnownPost;
 
 /// Feature names, in column order.
-pub const FEATURES: [&str; 28] = [
+pub const FEATURES: [&str; 29] = [
     "sim_long_term",     // cosine(post, long-term vector)
     "sim_session",       // cosine(post, session delta)
     "sim_query",         // cosine(post, query vector)
@@ -22,6 +22,7 @@ pub const FEATURES: [&str; 28] = [
     "src_explore",       // by exploration
     "related_strength",  // related score / the request's best related score (0 when not related)
     "related_count",     // ln(1 + co-engagement count with the user's anchors)
+    "related_anchors",   // share of the user's anchors co-engaged with the post
     "popularity",        // ln(1 + decayed weighted engagement)
     "popularity_share",  // decayed engagement / the request's most popular candidate's
     "recent_engagement", // ln(1 + weighted engagement over the trending window)
@@ -114,8 +115,8 @@ pub fn features(
     let hour = ((context.ts.rem_euclid(86_400_000)) as f64 / 3_600_000.0) * std::f64::consts::TAU / 24.0;
     let row_squared = squared_norm(&post.embedding);
     let related = flag(Source::Related) as f64;
-    let (related_score, related_count) = row.related.unwrap_or((0.0, 0));
-    let values: [f64; 28] = [
+    let (related_score, related_count, related_anchors) = row.related.unwrap_or((0.0, 0, 0));
+    let values: [f64; 29] = [
         cosine_with(&post.embedding, row_squared, &context.long_term, norms.long_term) as f64,
         cosine_with(&post.embedding, row_squared, &context.session, norms.session) as f64,
         cosine_with(&post.embedding, row_squared, &context.query, norms.query) as f64,
@@ -130,6 +131,7 @@ pub fn features(
         // Only when `related` kept it: a shard may report counts beyond the global top-k.
         related * share(related_score, norms.best_related),
         related * (related_count.max(0) as f64).ln_1p(),
+        related * share(related_anchors as f64, context.anchors.len() as f64),
         row.popularity.max(0.0).ln_1p(),
         share(row.popularity, norms.best_popularity),
         (row.recent_milli.max(0) as f64 / 1000.0).ln_1p(),
@@ -153,10 +155,11 @@ pub fn features(
 
 /// Weights of the linear fallback scorer, per feature (DESIGN.md §7: used when the model is missing or fails).
 /// Similarity to the user's interests dominates, then affinities and engagement.
-pub const FALLBACK_WEIGHTS: [f32; 28] = [
+pub const FALLBACK_WEIGHTS: [f32; 29] = [
     1.0, 0.5, 3.0, 0.5, // similarities, retrieval rank
     0.0, 0.3, 0.2, 0.0, 0.3, 0.0, 0.0, // sources
-    2.0, 0.0, 0.0, 1.0, 0.2, 0.3, -0.1, // related (share, count), popularity (log, share), recent, velocity, age
+    2.0, 0.0, 0.0, 0.0, 1.0, 0.2, 0.3,
+    -0.1, // related (share, count, anchors), popularity (log, share), recent, velocity, age
     0.3, 1.0, 0.5, // creator, category, follows
     0.0, 0.0, 0.0, 0.0, 0.0, 0.0, // content type, hour, activity
     0.0, // safety (demoted separately)

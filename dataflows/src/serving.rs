@@ -161,8 +161,8 @@ pub struct CandidateRow {
     /// ANN: cosine distance to the query.
     pub ann_distance: Option<f32>,
     /// Related: (Σ co-engagement count with the user's anchors / sqrt(the post's co-engagement
-    /// degree), the summed count).
-    pub related: Option<(f64, i64)>,
+    /// degree), the summed count, how many anchors it was co-engaged with).
+    pub related: Option<(f64, i64, u32)>,
     /// Fresh: among the shard's newest uploads younger than the fresh age.
     pub fresh: bool,
     /// Followed: by a creator the user follows, recent.

@@ -25,6 +25,19 @@
 use crate::hash::FastMap;
 use std::collections::VecDeque;
 
+/// An item related to a set of anchors (see [`CoCounts::related_normalized`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Related {
+    /// The item.
+    pub item: u64,
+    /// Σ over the anchors of the co-occurrence count, / sqrt(the item's degree).
+    pub score: f64,
+    /// Σ over the anchors of the co-occurrence count.
+    pub count: i64,
+    /// How many of the anchors co-occur with it.
+    pub anchors: u32,
+}
+
 /// One tick's `(anchor, item)` co-occurrences, in arrival order.
 type TickBatch = Vec<(u64, u64)>;
 
@@ -193,23 +206,40 @@ impl CoCounts {
     }
 
     /// The `k` items with the highest `Σ_anchors count / sqrt(degree)` that `accept` lets
-    /// through (anchors excluded), best first, with their summed count; ties go to the lower id.
-    /// The scores are computed from integers in a fixed order, so they are the same on every run.
-    pub fn related_normalized(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<(u64, f64, i64)> {
-        let mut sums: FastMap<u64, i64> = FastMap::default();
+    /// through (anchors excluded), best first; ties go to the lower id. Each comes with its
+    /// summed count and the number of anchors it co-occurs with. The scores are computed from
+    /// integers in a fixed order, so they are the same on every run.
+    pub fn related_normalized(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<Related> {
+        // item → (summed count, anchors seen with it); an anchor's updates may hold an item twice
+        // (and cancelled entries), so its contribution is summed first.
+        let mut sums: FastMap<u64, (i64, u32)> = FastMap::default();
+        let mut own: FastMap<u64, i64> = FastMap::default();
         for a in anchors {
             if let Some(counts) = self.anchors.get(a) {
+                own.clear();
                 for &(item, n) in counts.sorted.iter().chain(&counts.updates) {
-                    *sums.entry(item).or_default() += n;
+                    *own.entry(item).or_default() += n;
+                }
+                for (&item, &n) in &own {
+                    if n > 0 {
+                        let s = sums.entry(item).or_default();
+                        s.0 += n;
+                        s.1 += 1;
+                    }
                 }
             }
         }
-        let mut best: Vec<(u64, f64, i64)> = sums
+        let mut best: Vec<Related> = sums
             .into_iter()
-            .filter(|&(item, n)| n > 0 && !anchors.contains(&item) && accept(item))
-            .map(|(item, n)| (item, n as f64 / (self.degree.get(&item).copied().unwrap_or(1).max(1) as f64).sqrt(), n))
+            .filter(|&(item, (n, _))| n > 0 && !anchors.contains(&item) && accept(item))
+            .map(|(item, (count, anchors))| Related {
+                item,
+                score: count as f64 / (self.degree.get(&item).copied().unwrap_or(1).max(1) as f64).sqrt(),
+                count,
+                anchors,
+            })
             .collect();
-        best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        best.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
         best.truncate(k);
         best
     }
@@ -309,18 +339,27 @@ mod tests {
     }
 
     /// A brute-force reference: the pairs of the kept ticks, recounted, normalised by degree.
-    fn reference(kept: &[(u64, u64, u64)], anchors: &[u64], k: usize) -> Vec<(u64, f64, i64)> {
+    fn reference(kept: &[(u64, u64, u64)], anchors: &[u64], k: usize) -> Vec<Related> {
         let mut degree: BTreeMap<u64, i64> = BTreeMap::new();
         let mut sums: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut seen: BTreeMap<u64, std::collections::BTreeSet<u64>> = BTreeMap::new();
         for &(_, a, i) in kept {
             *degree.entry(i).or_default() += 1;
             if anchors.contains(&a) && !anchors.contains(&i) {
                 *sums.entry(i).or_default() += 1;
+                seen.entry(i).or_default().insert(a);
             }
         }
-        let mut want: Vec<(u64, f64, i64)> =
-            sums.into_iter().map(|(i, n)| (i, n as f64 / (degree[&i] as f64).sqrt(), n)).collect();
-        want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut want: Vec<Related> = sums
+            .into_iter()
+            .map(|(i, n)| Related {
+                item: i,
+                score: n as f64 / (degree[&i] as f64).sqrt(),
+                count: n,
+                anchors: seen[&i].len() as u32,
+            })
+            .collect();
+        want.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
         want.truncate(k);
         want
     }
