@@ -202,6 +202,9 @@ struct TrainArgs {
     /// Write the model even if it ranks worse than the fallback on the validation period.
     #[arg(long)]
     allow_worse: bool,
+    /// Validate on the requests at or after this event time (ms; default: the last 20 % of their span).
+    #[arg(long)]
+    validation_from_ts: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -452,6 +455,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
         requests: a.requests,
         horizon_ms: a.horizon_ms,
         allow_worse: a.allow_worse,
+        validation_from_ts: a.validation_from_ts,
         labels: None,
     };
     let model = train(&config, &options)?;

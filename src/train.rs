@@ -36,6 +36,8 @@ pub struct TrainOptions {
     pub horizon_ms: u64,
     /// Write the model even when it ranks worse than the fallback on the validation period.
     pub allow_worse: bool,
+    /// Validation is the requests at or after this time (default: the last 20 % of their span).
+    pub validation_from_ts: Option<i64>,
     /// Where the labels come from, when not from `log` itself (the same events, e.g. with
     /// labels shuffled to check that the gate refuses a model that learned noise).
     pub labels: Option<PathBuf>,
@@ -52,6 +54,7 @@ impl TrainOptions {
             requests: 8000,
             horizon_ms: 3_600_000,
             allow_worse: false,
+            validation_from_ts: None,
             labels: None,
         }
     }
@@ -121,6 +124,9 @@ pub fn train(config: &Config, options: &TrainOptions) -> Result<PathBuf> {
         .arg(weights.join(","));
     if options.allow_worse {
         command.arg("--allow-worse");
+    }
+    if let Some(ts) = options.validation_from_ts {
+        command.arg("--validation-from-ts").arg(ts.to_string());
     }
     let status = command.status().context("starting scripts/train_ranker.py")?;
     match status.code() {
