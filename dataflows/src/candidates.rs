@@ -15,7 +15,6 @@ use feedflow_connectors::config::Config;
 use feedflow_operators::co_counts::CoCounts;
 use feedflow_operators::decayed_top::DecayedTop;
 use feedflow_operators::hash::{hash_bytes, mix64, FastMap};
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
@@ -26,16 +25,14 @@ pub struct WindowSums {
     /// key → (sum of weights, number of additions)
     sums: FastMap<u64, (i64, i64)>,
     added: VecDeque<(u64, u64, i64)>,
-    /// (Reverse(sum), key) for keys with a positive sum, when kept.
-    ordered: Option<BTreeSet<(Reverse<i64>, u64)>>,
     /// Keys with at least this many additions in the window, when kept.
     counted: Option<(i64, BTreeSet<u64>)>,
 }
 
 impl WindowSums {
-    /// A window of `window` ticks; `ordered` keeps keys sorted by sum.
-    pub fn new(window: u64, ordered: bool) -> Self {
-        Self { window: window.max(1), ordered: ordered.then(BTreeSet::new), ..Self::default() }
+    /// A window of `window` ticks.
+    pub fn new(window: u64) -> Self {
+        Self { window: window.max(1), ..Self::default() }
     }
 
     /// Also keeps the keys with at least `min_count` additions in the window (see [`Self::counted`]).
@@ -47,10 +44,10 @@ impl WindowSums {
 
     fn change(&mut self, key: u64, weight: i64, count: i64) {
         let entry = self.sums.entry(key).or_insert((0, 0));
-        let (before, count_before) = *entry;
+        let count_before = entry.1;
         entry.0 += weight;
         entry.1 += count;
-        let (after, n) = *entry;
+        let n = entry.1;
         if n == 0 {
             self.sums.remove(&key);
         }
@@ -63,14 +60,6 @@ impl WindowSums {
                     keys.remove(&key);
                 }
                 _ => {}
-            }
-        }
-        if let Some(ordered) = self.ordered.as_mut() {
-            if before > 0 {
-                ordered.remove(&(Reverse(before), key));
-            }
-            if after > 0 && n > 0 {
-                ordered.insert((Reverse(after), key));
             }
         }
     }
@@ -95,11 +84,6 @@ impl WindowSums {
     /// (sum, count) of a key.
     pub fn get(&self, key: u64) -> (i64, i64) {
         self.sums.get(&key).copied().unwrap_or((0, 0))
-    }
-
-    /// Keys by descending sum (ties: lower key), when ordered.
-    pub fn best(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
-        self.ordered.iter().flat_map(|o| o.iter().map(|(Reverse(s), k)| (*k, *s)))
     }
 
     /// Keys with at least the `min_count` of [`Self::with_min_count`] additions in the window, ascending
@@ -135,8 +119,7 @@ impl ShardServing {
     /// Empty state with the windows of `config`.
     pub fn new(config: &Config) -> Self {
         Self {
-            recent: WindowSums::new(config.ticks(config.trending.window_ms), false)
-                .with_min_count(config.trending.min_count),
+            recent: WindowSums::new(config.ticks(config.trending.window_ms)).with_min_count(config.trending.min_count),
             popular: DecayedTop::new(config.ticks(config.pools.popular_half_life_ms)),
             uploads: BTreeMap::new(),
             by_creator: FastMap::default(),
@@ -163,11 +146,6 @@ impl ShardServing {
     pub fn add_pairs(&mut self, shard: u32, tick: u64, pairs: &mut Vec<(u64, u64)>) {
         let (window, max_pairs) = (self.related_window, self.related_max_pairs);
         self.related.entry(shard).or_insert_with(|| CoCounts::bounded(window, max_pairs)).add_batch(tick, pairs);
-    }
-
-    /// Co-engagement pairs held, over this worker's shards.
-    pub fn related_pairs(&self) -> usize {
-        self.related.values().map(CoCounts::len).sum()
     }
 
     /// A post became recommendable (`true`) or stopped being so.
