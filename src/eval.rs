@@ -454,7 +454,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
 /// A ranking (best first) put on a page by the engine's page rules, relevance by rank as the engine
 /// weighs it; no exploration or trending slots (the ranking has no such candidates).
 fn paged(state: &LogState, ranked: &[(f64, u64)], config: &Config, k: usize) -> Vec<u64> {
-    use feedflow_operators::rerank::{build_page, PageCandidate, PageRules};
+    use feedflow_operators::rerank::{build_page, rank_relevance, PageCandidate, PageRules};
     let empty: (u64, Vec<f32>) = (0, Vec::new());
     let top: Vec<u64> = ranked.iter().take(6 * k).map(|(_, p)| *p).collect();
     let candidates: Vec<PageCandidate<'_>> = top
@@ -463,7 +463,7 @@ fn paged(state: &LogState, ranked: &[(f64, u64)], config: &Config, k: usize) -> 
         .map(|(rank, p)| {
             let (group, embedding) = state.content.get(p).unwrap_or(&empty);
             PageCandidate {
-                score: (-(rank as f64) / k.max(1) as f64).exp(),
+                score: rank_relevance(rank, k),
                 author: state.creators.get(p).copied().unwrap_or(0),
                 group: *group,
                 embedding,

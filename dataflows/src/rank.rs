@@ -19,7 +19,7 @@ use feedflow_connectors::config::Config;
 use feedflow_connectors::event::Position;
 use feedflow_operators::hash::{mix64, FastMap};
 use feedflow_operators::onnx_scorer::{OnnxScorer, ScorerSettings};
-use feedflow_operators::rerank::{build_page, PageCandidate, PageRules, SlotKind};
+use feedflow_operators::rerank::{build_page, rank_relevance, PageCandidate, PageRules, SlotKind};
 use feedflow_operators::tick_batch::TickBatch;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -338,7 +338,7 @@ impl Ranker {
         by_score.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
         let mut relevance = vec![0.0f64; scores.len()];
         for (rank, n) in by_score.iter().enumerate() {
-            relevance[*n] = (-(rank as f64) / (context.k.max(1) as f64)).exp();
+            relevance[*n] = rank_relevance(rank, context.k as usize);
         }
         let rr = &self.config.rerank;
         let categories: Vec<u64> =
@@ -432,16 +432,18 @@ impl Ranker {
             // deterministic sample of TRAIN_SAMPLE of the rest, so the model also sees rows it
             // must keep low; all of them would make the training log several times larger.
             logged.clear();
+            // (key, rank) of the others; the rank is the candidate's place in `by_score`.
             let mut rest: Vec<(u64, usize)> = by_score
                 .iter()
+                .enumerate()
                 .skip(TRAIN_TOP)
-                .map(|n| (mix64(rows[chosen[*n]].post_id ^ mix64(context.ts as u64 ^ context.user_id)), *n))
+                .map(|(rank, n)| (mix64(rows[chosen[*n]].post_id ^ mix64(context.ts as u64 ^ context.user_id)), rank))
                 .collect();
             rest.sort_unstable();
-            let mut keep: Vec<usize> = by_score.iter().take(TRAIN_TOP).copied().collect();
-            keep.extend(rest.into_iter().take(TRAIN_SAMPLE).map(|(_, n)| n));
-            for n in keep.iter() {
-                let rank = by_score.iter().position(|m| m == n).unwrap_or(0);
+            let mut keep: Vec<usize> = (0..by_score.len().min(TRAIN_TOP)).collect();
+            keep.extend(rest.into_iter().take(TRAIN_SAMPLE).map(|(_, rank)| rank));
+            for rank in keep {
+                let n = &by_score[rank];
                 let i = chosen[*n];
                 let row_features = &matrix[*n * width..(*n + 1) * width];
                 logged.push(ImpressionItem {

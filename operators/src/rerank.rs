@@ -203,6 +203,13 @@ pub struct Placement {
     pub slot: SlotKind,
 }
 
+/// The relevance of the candidate at `rank` (0-based) of a ranking, for a page of `page_size`:
+/// `exp(−rank / page_size)`. Weighing by rank rather than raw score keeps MMR's trade-off
+/// independent of the scorer's scale.
+pub fn rank_relevance(rank: usize, page_size: usize) -> f64 {
+    (-(rank as f64) / page_size.max(1) as f64).exp()
+}
+
 /// Builds the page: the placements of positions `0, 1, …` in order, at most `page_size` of them.
 ///
 /// Deterministic; never panics. The exact rules are in the module docs.
