@@ -316,7 +316,7 @@ impl Registry {
                 }
             }
         }
-        // Popular over the popular window.
+        // Popular: the highest decayed engagement.
         for (post_id, post) in
             serving.popular.best(state_tick).filter_map(|(p, _)| usable(p).map(|post| (p, post))).take(s.popular_k)
         {

@@ -24,7 +24,7 @@ pub enum Source {
     Trending,
     /// Recent uploads.
     Fresh,
-    /// Most engaged over the popular window.
+    /// Most engaged, decayed with the popular half-life.
     Popular,
     /// Exploration sample.
     Explore,
@@ -83,7 +83,7 @@ pub struct RequestContext {
     pub session: Vec<f32>,
     /// The user's most recent positives, newest first (anchors for `related`).
     pub anchors: Vec<u64>,
-    /// Posts engaged within the seen window or hidden, sorted.
+    /// Posts the user engaged with (the newest `serving.engaged_memory`) or hid, sorted.
     pub excluded: Vec<u64>,
     /// Creators hidden by the user, sorted.
     pub hidden_creators: Vec<u64>,
