@@ -267,6 +267,10 @@ struct GenArgs {
     /// Embedding length (must match the engine's `index.dimensions`).
     #[arg(long, default_value_t = 64)]
     dimensions: usize,
+    /// Noise in the published embeddings (0: the true ones; 1: cosine ≈ 0.7 to the truth), for
+    /// worlds where content vectors are weak.
+    #[arg(long, default_value_t = 0.0)]
+    embedding_noise: f64,
     /// Output log; the ground truth is written beside it as `<name>.truth.json`.
     #[arg(long)]
     out: PathBuf,
@@ -471,6 +475,7 @@ fn gen(a: GenArgs) -> Result<()> {
         posts: a.posts,
         hours: a.hours,
         dimensions: a.dimensions,
+        embedding_noise: a.embedding_noise,
         ..GenOptions::default()
     };
     let started = std::time::Instant::now();

@@ -112,8 +112,10 @@ impl Metrics {
 
 /// Anchors of the item-kNN baseline: the user's most recent positives.
 const KNN_ANCHORS: usize = 20;
-/// A new positive co-occurs with at most this many of the user's earlier positives (bounds the pairs).
-const KNN_HISTORY: usize = 200;
+/// A new positive co-occurs with the user's this many most recent earlier positives: 20, the
+/// issue's reference baseline (on MovieLens-100K pairing with the last 200 instead scored lower,
+/// 0.166 against 0.19 HR@10: a user's tastes drift, and recent pairs are the sharper signal).
+const KNN_HISTORY: usize = 20;
 /// Window of the recent-popularity baseline.
 const POPULAR_7D_MS: i64 = 7 * 86_400_000;
 

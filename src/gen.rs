@@ -132,6 +132,7 @@ const STREAM_POSTS: u64 = 3;
 const STREAM_BURSTS: u64 = 4;
 const STREAM_MODERATION: u64 = 5;
 const STREAM_USERS: u64 = 6;
+const STREAM_PUBLISHED: u64 = 7;
 const STREAM_SESSIONS: u64 = 1 << 32;
 
 // ---------------------------------------------------------------------------
@@ -149,11 +150,26 @@ pub struct GenOptions {
     pub dimensions: usize,
     /// Start of the simulated span, ms since the Unix epoch.
     pub start_ts: i64,
+    /// Noise in the *published* embeddings: an upload carries
+    /// `normalize(e + σ·g/√d)` (`g` standard normal per dimension) while engagement follows the
+    /// post's true embedding `e`. 0 (the default) publishes `e` itself; at 1 the published vector's
+    /// cosine to `e` is ≈ 0.7, a world where content vectors are weak and behaviour (co-engagement,
+    /// popularity) carries more of the taste, as on real logs with genre-only vectors.
+    #[serde(default)]
+    pub embedding_noise: f64,
 }
 
 impl Default for GenOptions {
     fn default() -> Self {
-        GenOptions { seed: 1, users: 2_000, posts: 6_000, hours: 6.0, dimensions: 64, start_ts: 1_700_000_000_000 }
+        GenOptions {
+            seed: 1,
+            users: 2_000,
+            posts: 6_000,
+            hours: 6.0,
+            dimensions: 64,
+            start_ts: 1_700_000_000_000,
+            embedding_noise: 0.0,
+        }
     }
 }
 
@@ -256,6 +272,10 @@ pub struct PostTruth {
     pub content_type: String,
     /// Exactly the values written in the upload event.
     pub embedding: Vec<f64>,
+    /// The true embedding engagement follows, when it differs from the published one
+    /// ([`GenOptions::embedding_noise`] > 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_embedding: Option<Vec<f64>>,
 }
 
 /// One component of a user's interest mixture.
@@ -354,7 +374,8 @@ impl Truth {
         let user = self.user(user_id)?;
         let post = self.post(post_id)?;
         let popularity = self.creator(post.creator_id)?.popularity;
-        Some(self.model.probability(&user.latent, &post.embedding, post.quality, popularity))
+        let embedding = post.affinity_embedding.as_ref().unwrap_or(&post.embedding);
+        Some(self.model.probability(&user.latent, embedding, post.quality, popularity))
     }
 
     /// The true engagement probability the generator used (0.0 for an unknown
@@ -565,7 +586,10 @@ struct Post {
     is_public: bool,
     content_type: u8,
     safety: [f64; 4],
+    /// The true embedding: engagement follows it.
     embedding: Vec<f64>,
+    /// What the upload event carries when it differs from `embedding` (`GenOptions::embedding_noise`).
+    published: Option<Vec<f64>>,
     /// Blocked during [block_from, block_until).
     block_from: i64,
     block_until: i64,
@@ -647,6 +671,9 @@ fn id_scale(opts: &GenOptions) -> u64 {
 }
 
 fn validate(opts: &GenOptions) -> Result<()> {
+    if !(opts.embedding_noise >= 0.0 && opts.embedding_noise.is_finite()) {
+        bail!("embedding noise must be a finite number ≥ 0 (got {})", opts.embedding_noise);
+    }
     if opts.dimensions < 2 {
         bail!("dimensions must be at least 2 (got {})", opts.dimensions);
     }
@@ -752,12 +779,23 @@ fn build_world(opts: &GenOptions) -> World {
             content_type,
             safety,
             embedding,
+            published: None,
             block_from: i64::MAX,
             block_until: i64::MAX,
             demote_from: i64::MAX,
             fixture: false,
             no_organic: false,
         });
+    }
+    // Published embeddings, from their own stream so the rest of the world is the same for any noise.
+    if opts.embedding_noise > 0.0 {
+        let mut rng = Rng::new(opts.seed, STREAM_PUBLISHED);
+        let scale = opts.embedding_noise / (dims as f64).sqrt();
+        for post in posts.iter_mut() {
+            let mut e: Vec<f64> = post.embedding.iter().map(|x| x + rng.normal() * scale).collect();
+            unit_vector(&mut e);
+            post.published = Some(e.into_iter().map(r4).collect());
+        }
     }
 
     // Users.
@@ -1184,7 +1222,7 @@ fn write_event(buf: &mut String, world: &World, seed: u64, seq: u64, request_no:
                 "{{\"type\":\"upload\",\"ts\":{},\"event_id\":\"{}-{}\",\"post_id\":{},\"creator_id\":{},\"embedding\":[",
                 ev.ts, seed, seq, p.id, world.creators[p.creator as usize].id
             );
-            for (k, &x) in p.embedding.iter().enumerate() {
+            for (k, &x) in p.published.as_ref().unwrap_or(&p.embedding).iter().enumerate() {
                 if k > 0 {
                     buf.push(',');
                 }
@@ -1276,7 +1314,8 @@ fn truth_of(world: &World, opts: &GenOptions, bursts: Vec<BurstTruth>) -> Truth 
                 quality: p.quality,
                 is_public: p.is_public,
                 content_type: CONTENT_TYPES[p.content_type as usize].to_string(),
-                embedding: p.embedding.clone(),
+                embedding: p.published.as_ref().unwrap_or(&p.embedding).clone(),
+                affinity_embedding: p.published.as_ref().map(|_| p.embedding.clone()),
             })
             .collect(),
         users: world
@@ -1668,6 +1707,37 @@ mod tests {
         let b = generate(&GenOptions { users: 1_200, hours: 4.0, ..base.clone() }, &dir.path("b.jsonl")).unwrap();
         let ratio = b.by_type["engagement"] as f64 / a.by_type["engagement"] as f64;
         assert!((5.5..=11.0).contains(&ratio), "ratio {ratio}");
+    }
+
+    #[test]
+    fn embedding_noise_changes_only_the_published_vectors() {
+        let dir = Scratch::new("noise");
+        let (clean, noisy) = (dir.path("clean.jsonl"), dir.path("noisy.jsonl"));
+        generate(&small(5), &clean).unwrap();
+        generate(&GenOptions { embedding_noise: 1.0, ..small(5) }, &noisy).unwrap();
+        let (a, b) = (parse_log(&clean), parse_log(&noisy));
+        assert_eq!(a.len(), b.len());
+        let truth = load_truth(&truth_path_for(&noisy)).unwrap();
+        let mut cosines = Vec::new();
+        for (x, y) in a.iter().zip(&b) {
+            let (mut x, mut y) = (x.clone(), y.clone());
+            if x["type"] == "upload" {
+                let vector = |v: &serde_json::Value| -> Vec<f64> {
+                    v["embedding"].as_array().unwrap().iter().map(|c| c.as_f64().unwrap()).collect()
+                };
+                let (true_vector, published) = (vector(&x), vector(&y));
+                let post = truth.post(y["post_id"].as_u64().unwrap()).unwrap();
+                assert_eq!(post.embedding, published, "the truth lists what the log carries");
+                assert_eq!(post.affinity_embedding.as_ref(), Some(&true_vector), "and what engagement follows");
+                cosines.push(cosine(&true_vector, &published));
+                x["embedding"] = serde_json::Value::Null;
+                y["embedding"] = serde_json::Value::Null;
+            }
+            assert_eq!(x, y, "only upload embeddings differ");
+        }
+        let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+        assert!((0.6..0.8).contains(&mean), "mean cosine of published to true vectors {mean}");
+        assert!(generate(&GenOptions { embedding_noise: f64::NAN, ..small(5) }, &dir.path("bad.jsonl")).is_err());
     }
 
     #[test]

@@ -20,8 +20,9 @@ pub struct ServingConfig {
     /// usual item-kNN neighbourhood; 5 anchors lost most of a MovieLens user's taste).
     #[serde(default = "default_related_anchors")]
     pub related_anchors: usize,
-    /// Longest horizon of the co-engagement counts, in event time (90 days). Pairs leave
-    /// earlier when a shard holds more than `related_max_pairs`.
+    /// Longest horizon of the co-engagement counts, in event time (365 days: tastes that
+    /// co-occur stay informative for months, and on a busy log `related_max_pairs` is the
+    /// binding limit anyway). Pairs leave earlier when a shard holds more than `related_max_pairs`.
     #[serde(default = "default_related_window_ms")]
     pub related_window_ms: u64,
     /// Co-engagement pairs kept per logical index shard; beyond it the oldest ticks leave first.
@@ -152,7 +153,7 @@ fn default_related_anchors() -> usize {
     20
 }
 fn default_related_window_ms() -> u64 {
-    90 * 86_400_000
+    365 * 86_400_000
 }
 fn default_related_max_pairs() -> usize {
     2_000_000
