@@ -1,7 +1,9 @@
 //! Live mode against a real broker (Tansu, started by the test on a free port):
-//! responses equal file mode's, bad messages reach the `dlq` topic, metrics
-//! move, a client outside the project reads the outputs, a broker restart
-//! loses nothing, and the command-line tools work end to end.
+//! responses equal file mode's (with the log in the topics before the engine
+//! starts, and produced while it runs by `feedflow replay` or by an outside
+//! client, fast or paced, with no event late), bad messages reach the `dlq`
+//! topic, metrics move, a client outside the project reads the outputs, a
+//! broker restart loses nothing, and the command-line tools work end to end.
 
 mod common;
 
@@ -262,6 +264,89 @@ fn the_engine_keeps_running_across_a_broker_restart_and_loses_no_response() {
     let duplicated = by_request.values().filter(|n| **n > 1).count();
     assert_eq!(duplicated, 0, "no response is delivered twice");
     assert_eq!(responses.len(), total);
+}
+
+/// How the log reaches the topics while the engine is already consuming them.
+#[derive(Clone, Copy, Debug)]
+enum Arrival {
+    /// `feedflow replay --to kafka`, as fast as possible.
+    Replay,
+    /// A client outside the project (Python's confluent-kafka), as fast as it can.
+    OutsideFast,
+    /// The same client paced at this many messages a second.
+    OutsidePaced(u32),
+}
+
+fn produce(config: &Config, log: &Path, how: Arrival) {
+    match how {
+        Arrival::Replay => kafka_tools::replay(config, log, 0.0, false).expect("replay into the topics"),
+        Arrival::OutsideFast | Arrival::OutsidePaced(_) => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let python = root.join(".venv/bin/python");
+            assert!(python.is_file(), "{} is missing; run scripts/setup", python.display());
+            let rate = match how {
+                Arrival::OutsidePaced(rate) => rate,
+                _ => 0,
+            };
+            let output = std::process::Command::new(&python)
+                .arg(root.join("tests/python/produce_log.py"))
+                .args(["--brokers", &config.kafka.bootstrap_servers, "--log"])
+                .arg(log)
+                .args(["--rate", &rate.to_string()])
+                .args(["--uploads", &config.kafka.topic("uploads")])
+                .args(["--engagements", &config.kafka.topic("engagements")])
+                .args(["--requests", &config.kafka.topic("requests")])
+                .output()
+                .expect("run the Python producer");
+            assert!(output.status.success(), "python producer failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+}
+
+#[test]
+fn a_log_produced_while_the_engine_runs_gets_file_mode_answers() {
+    let world = small_world(24);
+    let mut broker = Broker::new();
+    let total = requests_in(&world.text);
+    let mut file_out = None;
+    for how in [Arrival::Replay, Arrival::OutsideFast, Arrival::OutsidePaced(1_500)] {
+        // Partitions reach their end again and again while the log arrives; an idle one may let
+        // time pass only up to what was read `idle_ms` earlier. A burst of the whole log through
+        // Tansu 0.6.0 left partitions up to ~1 s behind one another here (late events at
+        // idle_ms 200 and 500, none at 1,000): 3 s leaves a margin for a busy machine.
+        let mut config = live_config(&broker);
+        config.kafka.idle_ms = 3_000;
+        let want = file_out.get_or_insert_with(|| {
+            let mut file_config = config.clone();
+            file_config.input.source = SourceKind::File;
+            let out = world.dir.path().join("file");
+            replay(&file_config, &world.log, &out, 1);
+            sorted(file_lines(&out.join("responses.jsonl")))
+        });
+        assert_eq!(want.len(), total);
+        let metrics = Metrics::new();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let control = LiveControl { shutdown: shutdown.clone(), exit_when_idle: None, metrics: metrics.clone() };
+        let engine = start_engine(&config, 2, control);
+        // Consuming, every partition idle, before the first record arrives.
+        std::thread::sleep(Duration::from_millis(config.kafka.idle_ms + 500));
+        produce(&config, &world.log, how);
+        let answered = |m: &Metrics| m.responses.with_label_values(&["none"]).get() as usize;
+        wait_for("every response", Duration::from_secs(180), || answered(&metrics) >= total);
+        shutdown.store(true, Ordering::SeqCst);
+        let report = engine.join().expect("engine thread");
+
+        assert_eq!(report.summary.counters.late, 0, "{how:?}: no event arrives behind the frontier");
+        assert_eq!(report.summary.counters.rank.responses as usize, total, "{how:?}: one answer per request");
+        let got = sorted(read_topic(&config, "responses", world.dir.path()));
+        assert_eq!(got.len(), total, "{how:?}: one response per request on the topic");
+        assert!(
+            got == *want,
+            "{how:?}: live responses must equal file mode's (first difference: {:?})",
+            got.iter().zip(want.iter()).find(|(a, b)| a != b)
+        );
+    }
+    broker.stop();
 }
 
 fn feedflow(args: &[&str]) -> std::process::Output {

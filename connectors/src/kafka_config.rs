@@ -54,7 +54,8 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub start_from: StartFrom,
     /// A partition that has reached its end and received nothing for this long
-    /// stops holding event time back (DESIGN.md §2 `idle_ms`).
+    /// stops holding event time back (DESIGN.md §2 `idle_ms`), up to the newest tick read
+    /// this long before: answers are exact while partitions trail one another by less.
     #[serde(default = "default_idle_ms")]
     pub idle_ms: u64,
     /// A request waits at most this long (wall clock, from its arrival at the

@@ -1,19 +1,26 @@
 //! Live event time: the input frontier of a Kafka run, from the partitions' progress (DESIGN.md §1–2).
 //!
 //! Each input partition is ordered by event time, so once a partition has
-//! delivered an event of tick `t` it holds time back at `t` at most. The
-//! frontier is the slowest *active* partition's tick (minus the allowed
-//! lateness): a partition that reached its end and received nothing for
-//! `idle_ms` stops holding time back, and when every partition is idle the
-//! frontier moves just past the newest tick read, so every request read so far
-//! is answered. A request that waited `max_request_wait_ms` for slower
-//! partitions forces the frontier past its tick; the ticks skipped that way are
-//! remembered so that its response says `degraded:"partial_prefix"`.
+//! delivered an event of tick `t` it holds time back at `t` at most (minus the
+//! allowed lateness). A partition that reached its end and received nothing
+//! for `idle_ms` stops holding time back — but only up to what had been read
+//! *`idle_ms` before*: if the newest tick read anywhere at `now − idle_ms` was
+//! `r`, the idle partition holds time at `r + 1`. The events a producer wrote
+//! to it before the one of tick `r` had `idle_ms` to arrive, and did not; so
+//! the rule is exact for any arrival timing as long as one partition's
+//! deliveries trail another's by less than `idle_ms` (an in-order producer,
+//! `feedflow replay --to kafka` or any client). A quiet partition therefore
+//! never lets the first records after a pause run the frontier past records
+//! still in flight on it. When every partition is idle the frontier is just
+//! past the newest tick read, so every request read so far is answered. A
+//! request that waited `max_request_wait_ms` for slower partitions forces the
+//! frontier past its tick; the ticks skipped that way are remembered so that
+//! its response says `degraded:"partial_prefix"`.
 //!
 //! One clock is shared by the workers of a process; each worker reports its own
 //! partitions and every worker reads the same frontier.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,6 +39,9 @@ struct ClockState {
     partitions: BTreeMap<(u32, i32), PartitionClock>,
     /// Highest tick read from any partition.
     newest: Option<u64>,
+    /// When `newest` rose, and to what, oldest first: the newest tick read `idle_ms` ago is
+    /// the furthest an idle partition lets time pass. Entries older than that are dropped.
+    newest_since: VecDeque<(Instant, u64)>,
     /// The frontier never moves back.
     frontier: u64,
     /// Requests read and not yet answered: tick → earliest arrival.
@@ -82,7 +92,10 @@ impl LiveClock {
     pub fn observe(&self, source: u32, partition: i32, tick: Option<u64>, now: Instant) {
         let mut s = self.state();
         if let Some(t) = tick {
-            s.newest = Some(s.newest.map_or(t, |n| n.max(t)));
+            if s.newest.is_none_or(|n| t > n) {
+                s.newest = Some(t);
+                s.newest_since.push_back((now, t));
+            }
         }
         if let Some(p) = s.partitions.get_mut(&(source, partition)) {
             if let Some(t) = tick {
@@ -113,19 +126,32 @@ impl LiveClock {
     /// The frontier now, moving it forward when partitions allow or a request waited too long.
     pub fn frontier(&self, now: Instant) -> Frontier {
         let mut s = self.state();
+        // The newest tick read at least `idle` ago: what an idle partition lets time pass.
+        let settled = match now.checked_sub(self.idle) {
+            Some(cutoff) => {
+                while s.newest_since.len() > 1 && s.newest_since[1].0 <= cutoff {
+                    s.newest_since.pop_front();
+                }
+                s.newest_since.front().filter(|(at, _)| *at <= cutoff).map(|(_, tick)| *tick)
+            }
+            None => None,
+        };
         let mut slowest: Option<u64> = None;
         let mut active = 0usize;
         for p in s.partitions.values() {
             let idle = p.at_end && now.duration_since(p.since) >= self.idle;
-            if !idle {
+            let holds = if idle {
+                // Everything this partition will still deliver is newer than `settled`.
+                settled.map_or(0, |r| r + 1).max(p.tick.unwrap_or(0))
+            } else {
                 active += 1;
-                let t = p.tick.unwrap_or(0);
-                slowest = Some(slowest.map_or(t, |m: u64| m.min(t)));
-            }
+                p.tick.unwrap_or(0).saturating_sub(self.lateness_ticks)
+            };
+            slowest = Some(slowest.map_or(holds, |m: u64| m.min(holds)));
         }
         let all_idle = active == 0;
         let target = match slowest {
-            Some(t) => t.saturating_sub(self.lateness_ticks),
+            Some(t) => t,
             None => s.newest.map_or(0, |n| n + 1),
         };
         let mut frontier = s.frontier.max(target);
@@ -209,6 +235,35 @@ mod tests {
         c.observe(1, 0, Some(11), t0 + ms(301));
         assert_eq!(c.frontier(t0 + ms(301)).tick, 13);
         assert!(!c.partial(12));
+    }
+
+    #[test]
+    fn a_quiet_partition_holds_time_for_records_still_in_flight() {
+        let t0 = Instant::now();
+        let c = LiveClock::new(ms(100), ms(10_000), 0);
+        c.add_partition(0, 0, t0);
+        c.add_partition(1, 0, t0);
+        c.observe(0, 0, Some(5), t0);
+        c.observe(1, 0, Some(5), t0);
+        c.reached_end(0, 0, t0);
+        c.reached_end(1, 0, t0);
+        assert_eq!(c.frontier(t0 + ms(200)).tick, 6, "everything read is answered after a pause");
+        // After the pause (0,0) delivers tick 9 first; (1,0) is still idle, but its records
+        // written before that one may be in flight: it holds time at what was read 100 ms ago.
+        c.observe(0, 0, Some(9), t0 + ms(300));
+        assert_eq!(c.frontier(t0 + ms(300)).tick, 6);
+        assert_eq!(c.frontier(t0 + ms(390)).tick, 6);
+        // (1,0)'s in-flight record of tick 7 arrives in time: not late.
+        c.observe(1, 0, Some(7), t0 + ms(395));
+        assert_eq!(c.frontier(t0 + ms(395)).tick, 7);
+        // (1,0) stays quiet: once it has been at its end for 100 ms after tick 9 was read,
+        // it no longer holds time back below 10.
+        c.reached_end(1, 0, t0 + ms(396));
+        assert_eq!(c.frontier(t0 + ms(450)).tick, 7);
+        c.observe(0, 0, Some(12), t0 + ms(460));
+        let f = c.frontier(t0 + ms(500));
+        assert_eq!((f.tick, f.all_idle), (10, false), "settled at tick 9 (read at +300 ms)");
+        assert_eq!(c.frontier(t0 + ms(560)).tick, 12, "(0,0) is active at 12; (1,0) settled at 12 + 1");
     }
 
     #[test]
