@@ -251,6 +251,51 @@ pub fn serve(metrics: Arc<Metrics>, address: &str) -> std::io::Result<SocketAddr
 mod tests {
     use super::*;
 
+    /// The Grafana dashboard under `config/` queries only metrics the engine registers, and
+    /// covers what an operator watches first.
+    #[test]
+    fn the_grafana_dashboard_queries_registered_metrics() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../config/grafana-dashboard.json")).expect("the dashboard is JSON");
+        let m = Metrics::new();
+        // Vectors appear in a scrape once they have a child.
+        m.dlq.with_label_values(&["x"]).inc();
+        m.responses.with_label_values(&["none"]).inc();
+        m.request_stage.with_label_values(&["answered"]).observe(0.001);
+        m.index_size.with_label_values(&["0"]).set(1);
+        m.consumer_lag.with_label_values(&["t", "0"]).set(0);
+        m.output.with_label_values(&["t", "delivered"]).inc();
+        let registered: Vec<String> = m.registry.gather().iter().map(|f| f.get_name().to_string()).collect();
+        let mut queried = std::collections::BTreeSet::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                for (at, _) in expr.match_indices("feedflow_") {
+                    let name: String =
+                        expr[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    let family = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix).filter(|f| registered.iter().any(|r| r == f)))
+                        .unwrap_or(&name)
+                        .to_string();
+                    assert!(registered.contains(&family), "the dashboard queries {name}, which is not registered");
+                    queried.insert(family);
+                }
+            }
+        }
+        for wanted in [
+            "feedflow_request_latency_seconds",
+            "feedflow_frontier_lag_ms",
+            "feedflow_consumer_lag",
+            "feedflow_events_total",
+            "feedflow_dlq_total",
+            "feedflow_index_size",
+            "feedflow_ranker_fallback_total",
+        ] {
+            assert!(queried.contains(wanted), "the dashboard has no panel on {wanted}");
+        }
+    }
+
     #[test]
     fn the_endpoint_serves_the_text_format() {
         let m = Metrics::new();
