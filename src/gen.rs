@@ -1717,7 +1717,7 @@ mod tests {
         generate(&GenOptions { embedding_noise: 1.0, ..small(5) }, &noisy).unwrap();
         let (a, b) = (parse_log(&clean), parse_log(&noisy));
         assert_eq!(a.len(), b.len());
-        let truth = load_truth(&truth_path_for(&noisy)).unwrap();
+        let truth = load_truth(truth_path_for(&noisy)).unwrap();
         let mut cosines = Vec::new();
         for (x, y) in a.iter().zip(&b) {
             let (mut x, mut y) = (x.clone(), y.clone());

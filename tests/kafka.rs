@@ -349,6 +349,82 @@ fn a_log_produced_while_the_engine_runs_gets_file_mode_answers() {
     broker.stop();
 }
 
+/// Writes `bytes` to `path` through a temporary file and a rename (what a deploy should do).
+fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_new_model_is_swapped_in_live_and_a_bad_one_is_refused() {
+    let world = small_world(25);
+    let mut broker = Broker::new();
+    let mut config = live_config(&broker);
+    config.kafka.idle_ms = 500;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let models = world.dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let (model, metadata) = (models.join("ranker.onnx"), models.join("ranker.json"));
+    std::fs::copy(root.join("models/ranker.onnx"), &model).unwrap();
+    std::fs::copy(root.join("models/ranker.json"), &metadata).unwrap();
+    config.ranking.model = model.clone();
+    config.ranking.metadata = metadata.clone();
+    config.ranking.onnxruntime_lib = root.join(".venv/lib/libonnxruntime.so");
+    config.ranking.reload_check_ms = 100;
+
+    let all: Vec<&str> = world.text.lines().collect();
+    let cut = all.len() / 2;
+    let (first, second) = (world.dir.path().join("first.jsonl"), world.dir.path().join("second.jsonl"));
+    std::fs::write(&first, all[..cut].join("\n") + "\n").unwrap();
+    std::fs::write(&second, all[cut..].join("\n") + "\n").unwrap();
+    let total = requests_in(&world.text);
+    let in_first = requests_in(&std::fs::read_to_string(&first).unwrap());
+
+    kafka_tools::replay(&config, &first, 0.0, false).unwrap();
+    let metrics = Metrics::new();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let control = LiveControl { shutdown: shutdown.clone(), exit_when_idle: None, metrics: metrics.clone() };
+    let engine = start_engine(&config, 2, control);
+    let answered = |m: &Metrics| m.responses.with_label_values(&["none"]).get() as usize;
+    wait_for("the first half's responses", Duration::from_secs(180), || answered(&metrics) >= in_first);
+
+    // A broken file: refused, counted; the model in use keeps serving.
+    let good_bytes = std::fs::read(&model).unwrap();
+    replace_file(&model, b"not an onnx model");
+    let reloads = |outcome: &str| metrics.model_reloads.with_label_values(&[outcome]).get();
+    wait_for("the rejection", Duration::from_secs(30), || reloads("rejected") == 1);
+    // A good new model (the same trees under another name, so another id): validated, swapped in.
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    meta["name"] = "ranker-v2".into();
+    replace_file(&metadata, &serde_json::to_vec_pretty(&meta).unwrap());
+    replace_file(&model, &good_bytes);
+    wait_for("the new model", Duration::from_secs(30), || reloads("accepted") == 1);
+
+    kafka_tools::replay(&config, &second, 0.0, false).unwrap();
+    wait_for("every response", Duration::from_secs(180), || answered(&metrics) >= total);
+    shutdown.store(true, Ordering::SeqCst);
+    engine.join().expect("engine thread");
+    assert_eq!((reloads("accepted"), reloads("rejected")), (1, 1));
+
+    // Responses name the model that answered them: the old one before the swap, the new one after.
+    let first_ids: std::collections::BTreeSet<String> = all[..cut]
+        .iter()
+        .filter(|l| l.contains("\"type\":\"request\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].as_str().unwrap().to_string())
+        .collect();
+    let responses = read_topic(&config, "responses", world.dir.path());
+    assert_eq!(responses.len(), total);
+    for line in &responses {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let model = r["model"].as_str().unwrap();
+        let before = first_ids.contains(r["request_id"].as_str().unwrap());
+        let want = if before { "ranker@" } else { "ranker-v2@" };
+        assert!(model.starts_with(want), "{} answered by {model}, expected {want}…", r["request_id"]);
+    }
+    broker.stop();
+}
+
 fn feedflow(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_feedflow")).args(args).output().expect("run feedflow")
 }

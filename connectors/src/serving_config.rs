@@ -93,6 +93,11 @@ pub struct RankingConfig {
     /// Score subtracted from posts demoted by moderation.
     #[serde(default = "default_demote_penalty")]
     pub demote_penalty: f64,
+    /// Live runs: how often the model and metadata files are checked for a new model (2 s); a
+    /// new one is validated in the background and swapped in at a tick boundary. 0 turns it off.
+    /// File replays never reload (their answers are a function of the log and the model).
+    #[serde(default = "default_reload_check_ms")]
+    pub reload_check_ms: u64,
 }
 
 /// Weights of the model's heads (DESIGN.md §6: the heads combine with config weights).
@@ -206,6 +211,9 @@ fn default_intra_threads() -> usize {
 fn default_safety_penalty() -> f64 {
     1.0
 }
+fn default_reload_check_ms() -> u64 {
+    2_000
+}
 fn default_demote_penalty() -> f64 {
     0.5
 }
@@ -278,6 +286,7 @@ impl Default for RankingConfig {
             heads: HeadWeights::default(),
             safety_penalty: default_safety_penalty(),
             demote_penalty: default_demote_penalty(),
+            reload_check_ms: default_reload_check_ms(),
         }
     }
 }

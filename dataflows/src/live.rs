@@ -173,6 +173,11 @@ impl LiveClock {
         Frontier { tick: frontier, newest: s.newest, all_idle }
     }
 
+    /// The frontier as last computed, without moving it: no worker has started this tick.
+    pub fn current_tick(&self) -> u64 {
+        self.state().frontier
+    }
+
     /// How long the earliest request of each tick closed since the last call waited for its tick
     /// to close at the input (the `input_closed` stage of the request latency).
     pub fn take_input_waits(&self) -> Vec<Duration> {

@@ -58,6 +58,8 @@ pub struct Live {
     arrivals: Mutex<HashMap<Position, Instant>>,
     /// Workers that have registered their partitions with the clock.
     registered: AtomicUsize,
+    /// Models validated by the hot-reload watcher, swapped in by every worker's ranker.
+    pub(crate) models: Arc<crate::model_reload::ModelWatch>,
     control: LiveControl,
     /// Request latencies (µs, arrival → delivery report) for the summary.
     latencies_us: Arc<Mutex<Vec<u32>>>,
@@ -147,6 +149,7 @@ impl Live {
             errors,
             arrivals: Mutex::new(HashMap::new()),
             registered: AtomicUsize::new(0),
+            models: crate::model_reload::ModelWatch::new(),
             control,
             latencies_us,
             stages_us: Mutex::new([Vec::new(), Vec::new()]),

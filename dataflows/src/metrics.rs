@@ -50,6 +50,8 @@ pub struct Metrics {
     pub ranker_batch: Histogram,
     /// Responses scored by the fallback.
     pub ranker_fallback: IntCounter,
+    /// New models seen by the hot-reload watcher, by outcome (`accepted`, `rejected`).
+    pub model_reloads: IntCounterVec,
     /// Messages not yet consumed, per input topic and partition (librdkafka statistics).
     pub consumer_lag: IntGaugeVec,
     /// Output messages by topic and outcome (`delivered`, `failed`; failed ones are sent again).
@@ -155,6 +157,14 @@ impl Metrics {
             ranker_fallback: register(
                 &r,
                 IntCounter::new("feedflow_ranker_fallback_total", "Responses scored by the fallback").expect("valid"),
+            ),
+            model_reloads: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("feedflow_model_reloads_total", "New model files seen by the hot-reload watcher"),
+                    &["outcome"],
+                )
+                .expect("valid"),
             ),
             consumer_lag: register(
                 &r,
@@ -265,7 +275,8 @@ mod tests {
         m.index_size.with_label_values(&["0"]).set(1);
         m.consumer_lag.with_label_values(&["t", "0"]).set(0);
         m.output.with_label_values(&["t", "delivered"]).inc();
-        let registered: Vec<String> = m.registry.gather().iter().map(|f| f.get_name().to_string()).collect();
+        m.model_reloads.with_label_values(&["accepted"]).inc();
+        let registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_string()).collect();
         let mut queried = std::collections::BTreeSet::new();
         for panel in dashboard["panels"].as_array().expect("panels") {
             for target in panel["targets"].as_array().expect("targets") {

@@ -13,6 +13,7 @@ use crate::features::{fallback_score, features, Proposed, QueryNorms, FEATURES, 
 use crate::live::LiveClock;
 use crate::metrics::Metrics;
 use crate::model::{tick_of, TrendEntry};
+use crate::model_reload::ModelWatch;
 use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, Source};
 use crate::users::{KnownPost, Users};
 use feedflow_connectors::config::Config;
@@ -118,6 +119,8 @@ pub struct Ranker {
     metrics: Option<Arc<Metrics>>,
     /// Shadow requests log every ranked candidate as an impression (training runs).
     pub log_shadow_candidates: bool,
+    /// Live runs: where newly validated models appear, and the generation this ranker serves.
+    reload: Option<(Arc<ModelWatch>, u64)>,
 }
 
 /// Training runs log the fallback's best this many candidates of a shadow request …
@@ -125,18 +128,25 @@ const TRAIN_TOP: usize = 150;
 /// … and a deterministic sample of this many of the others.
 const TRAIN_SAMPLE: usize = 50;
 
-/// Opens the model of `config` for one worker, or says why the fallback will answer.
-pub fn open_scorer(config: &Config) -> Scorer {
+/// Where the model of `config` and the runtime are; `None` when no model is configured.
+pub fn scorer_settings(config: &Config) -> Option<ScorerSettings> {
     let r = &config.ranking;
     if r.model.as_os_str().is_empty() {
-        return Scorer::Fallback("no model configured (ranking.model is empty)".into());
+        return None;
     }
     let library = std::env::var_os("ORT_DYLIB_PATH").map(Into::into).unwrap_or_else(|| r.onnxruntime_lib.clone());
-    let settings = ScorerSettings {
+    Some(ScorerSettings {
         library,
         model: r.model.clone(),
         metadata: r.metadata.clone(),
         intra_threads: r.intra_threads,
+    })
+}
+
+/// Opens the model of `config` for one worker, or says why the fallback will answer.
+pub fn open_scorer(config: &Config) -> Scorer {
+    let Some(settings) = scorer_settings(config) else {
+        return Scorer::Fallback("no model configured (ranking.model is empty)".into());
     };
     match OnnxScorer::load(&settings, &FEATURES, &HEADS) {
         Ok(s) => Scorer::Model(Box::new(s)),
@@ -156,6 +166,33 @@ impl Ranker {
             clock: None,
             metrics: None,
             log_shadow_candidates: false,
+            reload: None,
+        }
+    }
+
+    /// Swaps in the models `watch` publishes, each from the tick it names (live runs).
+    pub fn reload_from(&mut self, watch: Arc<ModelWatch>) {
+        let generation = watch.generation();
+        self.reload = Some((watch, generation));
+    }
+
+    /// Before the requests of `tick`: the newest published model, if it serves from `tick` or
+    /// earlier and is not the one in use. Every worker reaches the same tick boundary, so all
+    /// swap between the same two ticks.
+    fn swap_model(&mut self, tick: u64) {
+        let Some((watch, serving)) = &mut self.reload else { return };
+        if watch.generation() == *serving {
+            return;
+        }
+        let Some(published) = watch.published() else { return };
+        if published.from_tick > tick {
+            return;
+        }
+        *serving = published.generation;
+        match OnnxScorer::load(&published.settings, &FEATURES, &HEADS) {
+            Ok(scorer) => self.scorer = Scorer::Model(Box::new(scorer)),
+            // Checked already, so only a vanished copy or a full disk gets here.
+            Err(e) => eprintln!("[feedflow] model: could not open the validated {}: {e}", published.model_id),
         }
     }
 
@@ -182,7 +219,8 @@ impl Ranker {
     }
 
     /// Handles one complete tick: the tick's requests, then its trending-pool changes.
-    pub fn apply_tick(&mut self, _tick: u64, batch: Vec<RankInput>, users: &Users, out: &mut Vec<Served>) {
+    pub fn apply_tick(&mut self, tick: u64, batch: Vec<RankInput>, users: &Users, out: &mut Vec<Served>) {
+        self.swap_model(tick);
         let mut requests: Vec<Arc<RequestContext>> = Vec::new();
         let mut rows: FastMap<Position, Vec<Partial>> = FastMap::default();
         let mut trends = Vec::new();

@@ -11,9 +11,10 @@ use crate::interest::{Interests, UserVectors};
 use crate::live_input::{drive_kafka, Live, LiveControl, RequestStage};
 use crate::metrics::Metrics;
 use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange, Velocity};
+use crate::model_reload::watch_model;
 use crate::pools::fresh_pool;
 use crate::posts::{post_registry, route_event, PostState, Registry, RegistryOutput, ShardInput};
-use crate::rank::{open_scorer, rank_requests, RankInput, Ranker};
+use crate::rank::{open_scorer, rank_requests, scorer_settings, RankInput, Ranker};
 use crate::serving::Served;
 use crate::snapshot::{snapshot, Contents};
 use crate::stats::{Counters, Summary};
@@ -34,7 +35,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::Map;
@@ -263,7 +264,27 @@ pub fn run_file(config: &Config, options: &RunOptions) -> Result<RunReport, RunE
 pub fn run_live(config: &Config, options: &RunOptions, control: LiveControl) -> Result<RunReport, RunError> {
     let metrics = control.metrics.clone();
     let live = Arc::new(Live::connect(config, control)?);
+    // Model hot reload: a watcher validates new model files; workers swap at a tick boundary.
+    let stop_watcher = Arc::new(AtomicBool::new(false));
+    let checked = std::env::temp_dir().join(format!("feedflow-models-{}", std::process::id()));
+    let watcher = scorer_settings(config).filter(|_| config.ranking.reload_check_ms > 0).map(|settings| {
+        let clock = live.clock.clone();
+        watch_model(
+            settings,
+            Duration::from_millis(config.ranking.reload_check_ms),
+            checked.clone(),
+            live.models.clone(),
+            metrics.clone(),
+            stop_watcher.clone(),
+            move || clock.current_tick(),
+        )
+    });
     let report = run(config, options, Mode::Live(live.clone()), metrics);
+    stop_watcher.store(true, Ordering::SeqCst);
+    if let Some(watcher) = watcher {
+        let _ = watcher.join();
+        let _ = std::fs::remove_dir_all(&checked);
+    }
     let undelivered = live.producer.flush(Duration::from_millis(config.kafka.flush_timeout_ms));
     let mut report = report?;
     if undelivered > 0 {
@@ -365,6 +386,9 @@ fn run_worker(
     let mut ranker = Ranker::new(config, open_scorer(config));
     ranker.log_shadow_candidates = options.log_shadow_candidates;
     ranker.observe(metrics.clone(), if let Mode::Live(live) = mode { Some(live.clock.clone()) } else { None });
+    if let Mode::Live(live) = mode {
+        ranker.reload_from(live.models.clone());
+    }
     let ranker = Rc::new(RefCell::new(ranker));
     let out_dir = options.out_dir.as_deref();
     let writers = (|| -> Result<[Writer; 4], FileError> {
