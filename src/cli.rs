@@ -412,7 +412,17 @@ fn run(a: RunArgs) -> Result<()> {
     let report = run_file(&config, &options)?;
     print_report(&report);
     let d = out.display();
-    println!("  outputs   {d}/responses.jsonl, {d}/impressions.jsonl, {d}/trending.jsonl, {d}/dlq.jsonl");
+    match (a.process, a.processes) {
+        (Some(p), Some(n)) if n > 1 => {
+            println!("  cluster   process {p} of {n}; the counts above are this process's workers'");
+            if p == 0 {
+                println!("  outputs   {d}/responses.jsonl, {d}/impressions.jsonl, {d}/trending.jsonl, {d}/dlq.jsonl");
+            } else {
+                println!("  outputs   written by process 0 (its {d}/)");
+            }
+        }
+        _ => println!("  outputs   {d}/responses.jsonl, {d}/impressions.jsonl, {d}/trending.jsonl, {d}/dlq.jsonl"),
+    }
     Ok(())
 }
 

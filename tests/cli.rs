@@ -65,3 +65,73 @@ fn gen_is_deterministic() {
         std::fs::read(dir.path().join("b.truth.json")).unwrap()
     );
 }
+
+/// Two free loopback ports, written as a timely host file.
+fn hostfile(dir: &std::path::Path, processes: usize) -> std::path::PathBuf {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..processes).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let hosts: String = listeners.iter().map(|l| format!("{}\n", l.local_addr().unwrap())).collect();
+    drop(listeners);
+    let path = dir.join("hosts.txt");
+    std::fs::write(&path, hosts).unwrap();
+    path
+}
+
+#[test]
+fn two_processes_give_the_outputs_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("world.jsonl");
+    let gen = feedflow()
+        .args(["gen", "--seed", "31", "--users", "300", "--posts", "900", "--hours", "2", "--out"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    // A few malformed lines, so the DLQ is compared too.
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("not json\n{\"type\":\"engagement\",\"ts\":5}\n{\"type\":\"poke\",\"ts\":1}\n");
+    std::fs::write(&log, text).unwrap();
+    let files = ["responses.jsonl", "impressions.jsonl", "trending.jsonl", "dlq.jsonl"];
+    let run = |out: &str, extra: &[&str]| {
+        feedflow().args(["run", "--log"]).arg(&log).arg("--out").arg(dir.path().join(out)).args(extra).spawn().unwrap()
+    };
+    let read = |out: &str| -> Vec<String> {
+        files.iter().map(|f| std::fs::read_to_string(dir.path().join(out).join(f)).unwrap_or_default()).collect()
+    };
+    for (out, workers) in [("one-by-one", "1"), ("one-by-two", "2")] {
+        let status = run(out, &["--workers", workers]).wait().unwrap();
+        assert!(status.success());
+    }
+    let hosts = hostfile(dir.path(), 2);
+    let hosts = hosts.to_str().unwrap();
+    let cluster: Vec<std::process::Child> = (0..2)
+        .map(|p| {
+            let p = p.to_string();
+            feedflow()
+                .args(["run", "--log"])
+                .arg(&log)
+                .arg("--out")
+                .arg(dir.path().join("two-by-one"))
+                .args(["-w", "1", "-n", "2", "-p", &p, "-h", hosts])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<std::process::Output> = cluster.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for (p, o) in outputs.iter().enumerate() {
+        assert!(o.status.success(), "process {p} failed");
+    }
+    let one = read("one-by-one");
+    assert!(one[0].lines().count() > 50 && one[3].lines().count() == 3, "the log has requests and 3 bad lines");
+    for (name, other) in [("1 process x 2 workers", read("one-by-two")), ("2 processes x 1 worker", read("two-by-one"))]
+    {
+        for (f, (a, b)) in files.iter().zip(one.iter().zip(&other)) {
+            assert!(a == b, "{name}: {f} differs from 1 process x 1 worker");
+        }
+    }
+    // Process 1 writes nothing and says so; process 0 names the outputs.
+    let said = |p: usize| String::from_utf8_lossy(&outputs[p].stdout).to_string();
+    assert!(said(0).contains("responses.jsonl"), "{}", said(0));
+    assert!(!said(1).contains("responses.jsonl") && said(1).contains("process 1 of 2"), "{}", said(1));
+}

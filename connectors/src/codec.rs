@@ -187,6 +187,32 @@ fn finite(value: f32, name: &str) -> Result<f32, Rejection> {
     }
 }
 
+/// The `ts` of a message without decoding it: the integer after the first `"ts":` key (a `"ts"`
+/// preceded by `{` or `,`, whitespace aside), if any. Cheap and total: any bytes give an answer,
+/// so readers of different shares of a log agree on it for every line, valid or not.
+pub fn peek_ts(bytes: &[u8]) -> Option<i64> {
+    let mut from = 0;
+    while let Some(found) = bytes[from..].windows(5).position(|w| w == b"\"ts\":") {
+        let at = from + found;
+        from = at + 5;
+        let before = bytes[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
+        if !matches!(before, Some(b'{') | Some(b',')) {
+            continue;
+        }
+        let rest = &bytes[from..];
+        let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        let digits = &rest[start..];
+        let (negative, digits) = match digits.first() {
+            Some(b'-') => (true, &digits[1..]),
+            _ => (false, digits),
+        };
+        let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        let value: i64 = std::str::from_utf8(&digits[..len]).ok()?.parse().ok()?;
+        return Some(if negative { -value } else { value });
+    }
+    None
+}
+
 /// Decodes and validates one message. `position` is recorded in the event.
 pub fn decode(bytes: &[u8], position: Position, limits: &DecodeLimits) -> Result<Event, Rejection> {
     if bytes.len() > limits.max_message_bytes {
@@ -418,6 +444,12 @@ mod tests {
         assert_eq!(reason("[1,2]"), InvalidJson);
         assert_eq!(reason(r#"{"type":"upload","ts":1,"post_id":1,"creator_id":1,"embed"#), InvalidJson);
         assert_eq!(reason(r#"{"type":"poke","ts":1}"#), UnknownType);
+        assert_eq!(peek_ts(br#"{"type":"poke","ts":1}"#), Some(1));
+        assert_eq!(peek_ts(br#"{ "ts" : 12 ,"x":1}"#), None, "the key is `\"ts\":` exactly");
+        assert_eq!(peek_ts(br#"{"ts": -7}"#), Some(-7));
+        assert_eq!(peek_ts(br#"{"event_id":"a\"ts\":9","ts":3}"#), Some(3), "not inside a string");
+        assert_eq!(peek_ts(b"not json"), None);
+        assert_eq!(peek_ts(br#"{"ts":"5"}"#), None);
         assert_eq!(reason(r#"{"ts":1}"#), MissingField);
         assert_eq!(reason(r#"{"type":"engagement","ts":1,"post_id":2,"kind":"like"}"#), MissingField);
         assert_eq!(reason(r#"{"type":"engagement","ts":1,"user_id":"x","post_id":2,"kind":"like"}"#), InvalidField);

@@ -69,6 +69,12 @@ impl LineReader {
     /// The next line of this reader: its 1-based line number and its bytes
     /// without the line break. Blank lines are skipped.
     pub fn next_line(&mut self) -> Result<Option<(u64, &[u8])>, FileError> {
+        self.next_line_seeing(&mut |_| {})
+    }
+
+    /// [`LineReader::next_line`], showing `others` every line that belongs to another reader
+    /// on the way (readers that must agree on a function of the whole log use it).
+    pub fn next_line_seeing(&mut self, others: &mut impl FnMut(&[u8])) -> Result<Option<(u64, &[u8])>, FileError> {
         loop {
             self.buffer.clear();
             let n = self
@@ -81,6 +87,7 @@ impl LineReader {
             self.bytes_read += n as u64;
             self.line_no += 1;
             if (self.line_no - 1) % self.readers != self.reader_index {
+                others(&self.buffer);
                 continue;
             }
             let mut end = self.buffer.len();

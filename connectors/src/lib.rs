@@ -18,7 +18,7 @@ pub mod kafka;
 pub mod kafka_config;
 pub mod serving_config;
 
-pub use codec::{decode, encode, DecodeLimits, RejectReason, Rejection};
+pub use codec::{decode, encode, peek_ts, DecodeLimits, RejectReason, Rejection};
 pub use config::Config;
 pub use dlq::DlqRecord;
 pub use event::*;

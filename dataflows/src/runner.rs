@@ -25,7 +25,7 @@ use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Event, EventBody, Position};
 use feedflow_connectors::jsonl::{FileError, LineReader, LineSink, Pacer};
 use feedflow_connectors::kafka::{KafkaError, OutputProducer};
-use feedflow_connectors::{decode, DecodeLimits, DlqRecord};
+use feedflow_connectors::{decode, peek_ts, DecodeLimits, DlqRecord};
 use feedflow_operators::dedupe::{Dedupe, SeenIds};
 use feedflow_operators::hash::hash_bytes;
 use feedflow_operators::split::Split;
@@ -743,7 +743,17 @@ fn drive_file(
             shared.metrics.events_by(type_name, if late { "late" } else { "applied" }, n);
         }
     };
-    while let Some((line_no, bytes)) = reader.next_line()? {
+    // A rejected line is written to the DLQ at the highest tick of the log's lines up to it,
+    // *every* reader's lines (their `ts` peeked at, not decoded): the same tick whatever the
+    // split, so the DLQ file is the same for any worker or process count.
+    let log_tick = std::cell::Cell::new(0u64);
+    let mut peek = |bytes: &[u8]| {
+        if let Some(ts) = peek_ts(bytes) {
+            log_tick.set(log_tick.get().max(tick_of(ts, tick_ms)));
+        }
+    };
+    while let Some((line_no, bytes)) = reader.next_line_seeing(&mut peek)? {
+        peek(bytes);
         let position = Position { source: 0, partition: 0, offset: line_no };
         counters.borrow_mut().lines += 1;
         unreported_lines += 1;
@@ -772,7 +782,7 @@ fn drive_file(
             }
             Err(rejection) => {
                 counters.borrow_mut().reject(rejection.reason, &shared.metrics);
-                dlq_in.push(frontier, DlqRecord::new(&source, position, rejection, bytes));
+                dlq_in.push(log_tick.get().max(frontier), DlqRecord::new(&source, position, rejection, bytes));
             }
         }
         since_step += 1;
