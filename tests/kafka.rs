@@ -18,7 +18,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +90,31 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The log cut after `numerator / denominator` of its lines, written as two files; with the
+/// number of requests in all of it and in the first part.
+fn split_world(world: &common::World, numerator: usize, denominator: usize) -> (PathBuf, PathBuf, usize, usize) {
+    let all: Vec<&str> = world.text.lines().collect();
+    let cut = all.len() * numerator / denominator;
+    let (first, second) = (world.dir.path().join("first.jsonl"), world.dir.path().join("second.jsonl"));
+    std::fs::write(&first, all[..cut].join("\n") + "\n").unwrap();
+    std::fs::write(&second, all[cut..].join("\n") + "\n").unwrap();
+    let in_first = requests_in(&std::fs::read_to_string(&first).unwrap());
+    (first, second, requests_in(&world.text), in_first)
+}
+
+/// Starts the engine live until its shutdown flag is set; returns it with its metrics and flag.
+fn start_until_shutdown(config: &Config) -> (std::thread::JoinHandle<RunReport>, Arc<Metrics>, Arc<AtomicBool>) {
+    let metrics = Metrics::new();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let control = LiveControl { shutdown: shutdown.clone(), exit_when_idle: None, metrics: metrics.clone() };
+    (start_engine(config, 2, control), metrics, shutdown)
+}
+
+/// Responses answered without degradation so far.
+fn answered(metrics: &Metrics) -> usize {
+    metrics.responses.with_label_values(&["none"]).get() as usize
 }
 
 #[test]
@@ -220,21 +245,10 @@ fn the_engine_keeps_running_across_a_broker_restart_and_loses_no_response() {
     let mut broker = Broker::new();
     let mut config = live_config(&broker);
     config.kafka.idle_ms = 500;
-    let all: Vec<&str> = world.text.lines().collect();
-    let cut = all.len() * 6 / 10;
-    let first = world.dir.path().join("first.jsonl");
-    let second = world.dir.path().join("second.jsonl");
-    std::fs::write(&first, all[..cut].join("\n") + "\n").unwrap();
-    std::fs::write(&second, all[cut..].join("\n") + "\n").unwrap();
-    let total = requests_in(&world.text);
-    let in_first = requests_in(&std::fs::read_to_string(&first).unwrap());
+    let (first, second, total, in_first) = split_world(&world, 6, 10);
 
     kafka_tools::replay(&config, &first, 0.0, false).unwrap();
-    let metrics = Metrics::new();
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let control = LiveControl { shutdown: shutdown.clone(), exit_when_idle: None, metrics: metrics.clone() };
-    let engine = start_engine(&config, 2, control);
-    let answered = |m: &Metrics| m.responses.with_label_values(&["none"]).get() as usize;
+    let (engine, metrics, shutdown) = start_until_shutdown(&config);
     wait_for("the first part's responses", Duration::from_secs(180), || answered(&metrics) >= in_first);
 
     broker.stop();
@@ -324,14 +338,10 @@ fn a_log_produced_while_the_engine_runs_gets_file_mode_answers() {
             sorted(file_lines(&out.join("responses.jsonl")))
         });
         assert_eq!(want.len(), total);
-        let metrics = Metrics::new();
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let control = LiveControl { shutdown: shutdown.clone(), exit_when_idle: None, metrics: metrics.clone() };
-        let engine = start_engine(&config, 2, control);
+        let (engine, metrics, shutdown) = start_until_shutdown(&config);
         // Consuming, every partition idle, before the first record arrives.
         std::thread::sleep(Duration::from_millis(config.kafka.idle_ms + 500));
         produce(&config, &world.log, how);
-        let answered = |m: &Metrics| m.responses.with_label_values(&["none"]).get() as usize;
         wait_for("every response", Duration::from_secs(180), || answered(&metrics) >= total);
         shutdown.store(true, Ordering::SeqCst);
         let report = engine.join().expect("engine thread");
@@ -373,20 +383,10 @@ fn a_new_model_is_swapped_in_live_and_a_bad_one_is_refused() {
     config.ranking.onnxruntime_lib = root.join(".venv/lib/libonnxruntime.so");
     config.ranking.reload_check_ms = 100;
 
-    let all: Vec<&str> = world.text.lines().collect();
-    let cut = all.len() / 2;
-    let (first, second) = (world.dir.path().join("first.jsonl"), world.dir.path().join("second.jsonl"));
-    std::fs::write(&first, all[..cut].join("\n") + "\n").unwrap();
-    std::fs::write(&second, all[cut..].join("\n") + "\n").unwrap();
-    let total = requests_in(&world.text);
-    let in_first = requests_in(&std::fs::read_to_string(&first).unwrap());
+    let (first, second, total, in_first) = split_world(&world, 1, 2);
 
     kafka_tools::replay(&config, &first, 0.0, false).unwrap();
-    let metrics = Metrics::new();
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let control = LiveControl { shutdown: shutdown.clone(), exit_when_idle: None, metrics: metrics.clone() };
-    let engine = start_engine(&config, 2, control);
-    let answered = |m: &Metrics| m.responses.with_label_values(&["none"]).get() as usize;
+    let (engine, metrics, shutdown) = start_until_shutdown(&config);
     wait_for("the first half's responses", Duration::from_secs(180), || answered(&metrics) >= in_first);
 
     // A broken file: refused, counted; the model in use keeps serving.
@@ -408,8 +408,9 @@ fn a_new_model_is_swapped_in_live_and_a_bad_one_is_refused() {
     assert_eq!((reloads("accepted"), reloads("rejected")), (1, 1));
 
     // Responses name the model that answered them: the old one before the swap, the new one after.
-    let first_ids: std::collections::BTreeSet<String> = all[..cut]
-        .iter()
+    let first_ids: std::collections::BTreeSet<String> = std::fs::read_to_string(&first)
+        .unwrap()
+        .lines()
         .filter(|l| l.contains("\"type\":\"request\""))
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].as_str().unwrap().to_string())
         .collect();
