@@ -149,6 +149,7 @@ def read_impressions(path):
     """Returns (feature names, rows, stats); rows: users, posts (lists), and arrays ts, request
     (index of the impression), rank, fallback and X (float32 values held as float64)."""
     names, users, posts, times, reqs, ranks, fallback, chunks = None, [], [], [], [], [], [], []
+    request_ids = []
     stats = {"lines": 0, "bad_lines": 0, "duplicates": 0, "bad_items": 0}
     seen, width = set(), None
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -188,6 +189,7 @@ def read_impressions(path):
             posts.extend(item_posts)
             times.extend([ts] * n)
             reqs.extend([request] * n)
+            request_ids.extend([rec.get("request_id")] * n)
             ranks.extend(item_ranks)
             fallback.extend(item_fallback)
             chunks.append(feats)
@@ -196,7 +198,7 @@ def read_impressions(path):
         X = np.concatenate(chunks).astype(np.float32).astype(np.float64) if chunks else np.zeros((0, width or 0))
     rows = {"users": users, "posts": posts, "ts": np.array(times, dtype=np.int64),
             "request": np.array(reqs, dtype=np.int64), "rank": np.array(ranks, dtype=np.float64),
-            "fallback": np.array(fallback, dtype=np.float64), "X": X}
+            "fallback": np.array(fallback, dtype=np.float64), "X": X, "request_id": request_ids}
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         stats["bad_items"] += int((~finite).sum())
@@ -332,6 +334,26 @@ def predict_heads(boosters, X):
 def log_loss(y, p):
     p = np.clip(p, 1e-15, 1 - 1e-15)
     return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
+
+
+def read_targets(path):
+    """request_id -> the post of the engagement the shadow request was placed before."""
+    targets = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    targets[str(rec["request_id"])] = int(rec["post_id"])
+                except (ValueError, KeyError, TypeError) as err:
+                    raise UserError(f"{path}:{n}: not a {{request_id, post_id}} record ({err})") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from None
+    if not targets:
+        raise UserError(f"{path} holds no targets")
+    return targets
 
 
 def hit_rate(requests, positive, model_score, fallback, rank):
@@ -508,6 +530,10 @@ def main(argv=None):
                     help="rows whose request ts >= MS validate (default: the last 20%% of the time span)")
     ap.add_argument("--head-weights", default=DEFAULT_HEAD_WEIGHTS,
                     help=f"weights of {','.join(HEADS)} for the HR@10 comparison (default {DEFAULT_HEAD_WEIGHTS})")
+    ap.add_argument("--targets", default=None, metavar="FILE",
+                    help="JSONL of {request_id, post_id}: the engagement each shadow request was placed before. "
+                         "HR@10 on validation then asks, as `feedflow eval` does, whether that post is in the "
+                         "top 10 (default: any positive engagement of the item within the horizon)")
     ap.add_argument("--allow-worse", action="store_true",
                     help="write the model even when it ranks worse than the fallback on validation")
     args = ap.parse_args(argv)
@@ -553,6 +579,14 @@ def main(argv=None):
     if not any(train_pos[HEADS[k]] for k in ENGAGING):
         raise UserError(f"no training row (request ts < {cut}) has a like, comment, save, share or follow")
     engaged = (Y[:, ENGAGING] > 0).any(axis=1)
+    # The model is compared with the fallback on every positive item of the horizon and, with
+    # --targets, on what `feedflow eval` asks: is the post the user engaged with next on the page?
+    comparisons = [("any positive in the horizon", "with a positive item", engaged)]
+    if args.targets:
+        targets = read_targets(args.targets)
+        next_positive = np.array([targets.get(r) == p for r, p in zip(rows["request_id"], rows["posts"])],
+                                 dtype=bool)
+        comparisons.append(("next positive", "whose next positive is among the logged candidates", next_positive))
     unchecked = None  # why the model cannot be compared with the fallback (known before training)
     if not len(va):
         unchecked = f"no validation rows (no request ts >= {cut})"
@@ -574,16 +608,17 @@ def main(argv=None):
             both = 0 < int((y > 0).sum()) < len(y)
             val_auc[h] = r6(roc_auc_score(y > 0, P[:, k])) if both else None
             val_loss[h] = r6(log_loss(y if k == DWELL else (y > 0).astype(np.float64), P[:, k]))
-        evaluated, model_hits, fallback_hits, by_rank, model_only, fallback_only = hit_rate(
-            rows["request"][va], engaged[va], P @ np.array(head_weights),
-            rows["fallback"][va], rows["rank"][va])
-        if evaluated:
-            m_hr, f_hr = model_hits / evaluated, fallback_hits / evaluated
-            hr = {"requests": evaluated, "model": r6(m_hr), "fallback": r6(f_hr),
-                  "ratio": r6(m_hr / f_hr) if f_hr > 0 else None,
-                  "model_only_hits": model_only, "fallback_only_hits": fallback_only,
-                  "fallback_order": "served rank" if by_rank == evaluated else
-                  "fallback_score" if by_rank == 0 else f"fallback_score ({by_rank} requests: served rank)"}
+        for label, _, positive in comparisons:
+            evaluated, model_hits, fallback_hits, by_rank, model_only, fallback_only = hit_rate(
+                rows["request"][va], positive[va], P @ np.array(head_weights),
+                rows["fallback"][va], rows["rank"][va])
+            if evaluated:
+                m_hr, f_hr = model_hits / evaluated, fallback_hits / evaluated
+                hr[label] = {"requests": evaluated, "model": r6(m_hr), "fallback": r6(f_hr),
+                             "ratio": r6(m_hr / f_hr) if f_hr > 0 else None,
+                             "model_only_hits": model_only, "fallback_only_hits": fallback_only,
+                             "fallback_order": "served rank" if by_rank == evaluated else "fallback_score"
+                             if by_rank == 0 else f"fallback_score ({by_rank} requests: served rank)"}
 
     print(f"\n{'head':8s} {'positives':>9s} {'train pos':>9s} {'pos_weight':>10s} {'val AUC':>8s} "
           f"{'val logloss':>11s}")
@@ -592,17 +627,28 @@ def main(argv=None):
         note = "  (constant: its base rate)" if h in constant else ""
         print(f"{h:8s} {positives[h]:9d} {train_pos[h]:9d} {pos_weight[k]:10.2f} "
               f"{'-' if a is None else f'{a:.4f}':>8s} {'-' if loss is None else f'{loss:.5f}':>11s}{note}")
-    if hr:
-        ratio = "-" if hr["ratio"] is None else f"{hr['ratio']:.3f}"
-        print(f"\nHR@{TOP_K} on {hr['requests']} validation requests with a positive item: "
-              f"model {hr['model']:.4f} (heads weighted {args.head_weights}), "
-              f"fallback {hr['fallback']:.4f} (by {hr['fallback_order']}); ratio {ratio}; requests hit by "
-              f"the model only {hr['model_only_hits']}, by the fallback only {hr['fallback_only_hits']}")
-    if unchecked:
-        print(f"warning: {unchecked}; writing the model unchecked against the fallback (--allow-worse)")
-    elif hr["model"] < hr["fallback"]:
-        text = (f"the trained model ranks worse than the fallback on the validation period: "
-                f"HR@{TOP_K} {hr['model']:.4f} vs {hr['fallback']:.4f}")
+    worse = []
+    for label, which, _ in comparisons:
+        if label not in hr:
+            print(f"\nHR@{TOP_K} ({label}): no validation request {which}")
+            continue
+        h = hr[label]
+        ratio = "-" if h["ratio"] is None else f"{h['ratio']:.3f}"
+        print(f"\nHR@{TOP_K} ({label}) on {h['requests']} validation requests {which}: "
+              f"model {h['model']:.4f} (heads weighted {args.head_weights}), "
+              f"fallback {h['fallback']:.4f} (by {h['fallback_order']}); ratio {ratio}; requests hit by "
+              f"the model only {h['model_only_hits']}, by the fallback only {h['fallback_only_hits']}")
+        if h["model"] < h["fallback"]:
+            worse.append(f"HR@{TOP_K} ({label}) {h['model']:.4f} vs {h['fallback']:.4f}")
+    if unchecked or not hr:
+        print(f"warning: {unchecked or 'no comparison possible'}; writing the model unchecked against the "
+              f"fallback (--allow-worse)")
+        if not args.allow_worse and not unchecked:
+            print("train_ranker: the model cannot be compared with the fallback; not writing a model",
+                  file=sys.stderr)
+            return 3
+    elif worse:
+        text = "the trained model ranks worse than the fallback on the validation period: " + "; ".join(worse)
         if not args.allow_worse:
             print(f"train_ranker: {text}; not writing a model", file=sys.stderr)
             return 3
@@ -619,7 +665,7 @@ def main(argv=None):
         "training": {
             "seed": args.seed, "horizon_ms": args.horizon_ms, "impressions": istats["lines"],
             "rows": len(X), "train_rows": len(tr), "validation_rows": len(va),
-            "validation_from_ts": cut,
+            "validation_from_ts": cut, "hr_labels": "next positive" if args.targets else "any positive in horizon",
             "positives": positives, "train_positives": train_pos,
             "pos_weight": {h: r6(w) for h, w in zip(HEADS, pos_weight)},
             "constant_heads": constant,

@@ -226,11 +226,28 @@ pub(crate) fn read_events(log: &Path, config: &Config) -> Result<Vec<(usize, Eve
     Ok(events)
 }
 
+/// The id of the shadow request of evaluation point number `n`.
+fn shadow_request_id(n: usize) -> String {
+    format!("eval-{n}")
+}
+
+/// Writes, per shadow request, the post of the engagement it was placed before (JSONL
+/// `{request_id, post_id}`): what `feedflow train` compares the model with the fallback on.
+pub(crate) fn write_targets(points: &[Point], path: &Path) -> Result<()> {
+    let mut out = BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    for (n, point) in points.iter().enumerate() {
+        writeln!(out, "{{\"request_id\":\"{}\",\"post_id\":{}}}", shadow_request_id(n), point.post)?;
+    }
+    out.flush().with_context(|| format!("writing {}", path.display()))
+}
+
 /// The shadow request of evaluation point number `n`.
 fn shadow_request(point: &Point, n: usize, k: usize) -> String {
     format!(
-        "{{\"type\":\"request\",\"ts\":{},\"request_id\":\"eval-{n}\",\"user_id\":{},\"k\":{k},\"shadow\":true}}",
-        point.ts, point.user
+        "{{\"type\":\"request\",\"ts\":{},\"request_id\":\"{}\",\"user_id\":{},\"k\":{k},\"shadow\":true}}",
+        point.ts,
+        shadow_request_id(n),
+        point.user
     )
 }
 

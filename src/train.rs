@@ -8,11 +8,13 @@
 //! 2. `scripts/train_ranker.py` (LightGBM, one model per head, exported with onnxmltools)
 //!    labels each candidate by what the user did with the post within the horizon, splits
 //!    train / validation by time, prints per-head validation metrics and HR@10 of the model
-//!    against the fallback, and refuses (exit status 3) to write a model that ranks worse.
+//!    against the fallback (hits: any positive item of the horizon, and the post each shadow
+//!    request was placed before, `work/targets.jsonl`), and refuses (exit status 3) to write a
+//!    model that ranks worse on either.
 //! 3. The model lands in `DIR/ranker.onnx` with its metadata in `DIR/ranker.json`; `feedflow
 //!    run --model DIR/ranker.onnx` (and `eval`) serve it. Same log, config and seed: the same bytes.
 
-use crate::eval::{positive_points, read_events, time_span, write_with_shadow_requests};
+use crate::eval::{positive_points, read_events, time_span, write_targets, write_with_shadow_requests};
 use anyhow::{bail, Context, Result};
 use feedflow_connectors::config::Config;
 use feedflow_dataflows::{run_file, RunOptions};
@@ -91,6 +93,8 @@ pub fn train(config: &Config, options: &TrainOptions) -> Result<PathBuf> {
     }
     let augmented = work.join("train-log.jsonl");
     write_with_shadow_requests(&options.log, &events, &points, 50, &augmented)?;
+    let targets = work.join("targets.jsonl");
+    write_targets(&points, &targets)?;
     eprintln!("[feedflow] train: replaying {} with {} shadow requests", options.log.display(), points.len());
     // Rank with the fallback: the features do not depend on the scorer, and the log then carries
     // the fallback's score for the comparison.
@@ -121,7 +125,9 @@ pub fn train(config: &Config, options: &TrainOptions) -> Result<PathBuf> {
         .arg("--horizon-ms")
         .arg(options.horizon_ms.to_string())
         .arg("--head-weights")
-        .arg(weights.join(","));
+        .arg(weights.join(","))
+        .arg("--targets")
+        .arg(&targets);
     if options.allow_worse {
         command.arg("--allow-worse");
     }
