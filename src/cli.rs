@@ -7,7 +7,7 @@ use crate::train::{train, TrainOptions};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use feedflow_connectors::config::{Config, SourceKind};
-use feedflow_dataflows::metrics::{serve, Metrics};
+use feedflow_dataflows::metrics::{address_for_process, serve, Metrics};
 use feedflow_dataflows::{run_file, run_live, LiveControl, RunOptions, RunReport};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -344,8 +344,10 @@ fn run_kafka(a: &RunArgs, mut config: Config) -> Result<()> {
     stop_on_signal(shutdown.clone(), "no more input is read; answering what was read and flushing the outputs");
     let metrics = Metrics::new();
     if config.metrics.enabled {
-        let bound = serve(metrics.clone(), &config.metrics.address)
-            .with_context(|| format!("serving metrics on {}", config.metrics.address))?;
+        // Each process of a cluster serves its own metrics: the port plus the process index.
+        let address =
+            address_for_process(&config.metrics.address, a.process.unwrap_or(0)).map_err(anyhow::Error::msg)?;
+        let bound = serve(metrics.clone(), &address).with_context(|| format!("serving metrics on {address}"))?;
         eprintln!("[feedflow] metrics on http://{bound}/metrics");
     }
     let control = LiveControl { shutdown, exit_when_idle: a.exit_when_idle_ms.map(Duration::from_millis), metrics };

@@ -223,6 +223,24 @@ impl Metrics {
     }
 }
 
+/// The metrics address of process `process` of a cluster: the configured port plus the process
+/// index, so the processes of one machine do not collide (port 0, a free port, stays 0).
+pub fn address_for_process(address: &str, process: usize) -> Result<String, String> {
+    if process == 0 {
+        return Ok(address.to_string());
+    }
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("metrics address {address} has no port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("metrics address {address}: bad port"))?;
+    if port == 0 {
+        return Ok(address.to_string());
+    }
+    let shifted = u16::try_from(process)
+        .ok()
+        .and_then(|p| port.checked_add(p))
+        .ok_or_else(|| format!("metrics address {address}: port {port} + process {process} is past 65535"))?;
+    Ok(format!("{host}:{shifted}"))
+}
+
 /// Serves `GET /metrics` on `address` from a background thread; returns the bound address
 /// (port 0 picks a free one).
 pub fn serve(metrics: Arc<Metrics>, address: &str) -> std::io::Result<SocketAddr> {
@@ -260,6 +278,16 @@ pub fn serve(metrics: Arc<Metrics>, address: &str) -> std::io::Result<SocketAddr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_process_of_a_cluster_gets_its_own_metrics_port() {
+        assert_eq!(address_for_process("127.0.0.1:9464", 0).unwrap(), "127.0.0.1:9464");
+        assert_eq!(address_for_process("127.0.0.1:9464", 2).unwrap(), "127.0.0.1:9466");
+        assert_eq!(address_for_process("[::1]:9464", 1).unwrap(), "[::1]:9465");
+        assert_eq!(address_for_process("127.0.0.1:0", 3).unwrap(), "127.0.0.1:0", "a free port stays free");
+        assert!(address_for_process("127.0.0.1:65535", 1).is_err());
+        assert!(address_for_process("localhost", 1).is_err());
+    }
 
     /// The Grafana dashboard under `config/` queries only metrics the engine registers, and
     /// covers what an operator watches first.
