@@ -196,8 +196,9 @@ struct TrainArgs {
     /// At most this many shadow requests (a deterministic sample of the log's positive engagements).
     #[arg(long, default_value_t = 8000)]
     requests: usize,
-    /// Labels: the user's engagements with a candidate within this many ms after the request.
-    #[arg(long, default_value_t = 3_600_000)]
+    /// Labels: the user's engagements with a candidate within this many ms after the request
+    /// (60 s: what the user did next, in the same sitting).
+    #[arg(long, default_value_t = 60_000)]
     horizon_ms: u64,
     /// Write the model even if it ranks worse than the fallback on the validation period.
     #[arg(long)]

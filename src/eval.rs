@@ -388,7 +388,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     };
     let tick_ms = config.engine.tick_ms as i64;
     let mut state = LogState::default();
-    let [mut engine, mut popularity, mut popularity_7d, mut knn, mut oracle, mut oracle_paged] =
+    let [mut engine, mut popularity, mut popularity_7d, mut knn, mut knn_paged, mut oracle, mut oracle_paged] =
         std::array::from_fn(|_| Metrics::default());
     let mut e_iter = events.iter().peekable();
     for (n, point) in points.iter().enumerate() {
@@ -416,8 +416,12 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
         popularity.add(point.post, &page, &state.creators, &state.uploads, point.ts);
         let page = state.page(point.user, &none, &by_weight(&state.popularity_7d), options.k);
         popularity_7d.add(point.post, &page, &state.creators, &state.uploads, point.ts);
-        let page = state.page(point.user, &state.knn.scores(point.user), &all_time, options.k);
-        knn.add(point.post, &page, &state.creators, &state.uploads, point.ts);
+        let page = state.page(point.user, &state.knn.scores(point.user), &all_time, 6 * options.k);
+        knn.add(point.post, &page[..page.len().min(options.k)], &state.creators, &state.uploads, point.ts);
+        // The same ranking through the engine's page rules: what those rules cost a ranking.
+        let ranked: Vec<(f64, u64)> = page.iter().map(|p| (0.0, *p)).collect();
+        let page = paged(&state, &ranked, config, options.k);
+        knn_paged.add(point.post, &page, &state.creators, &state.uploads, point.ts);
         if let Some(truth) = &truth {
             let mut scored: Vec<(f64, u64)> = state
                 .uploads
@@ -438,6 +442,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
     systems.insert("popularity".into(), popularity.report(catalogue));
     systems.insert("popularity_7d".into(), popularity_7d.report(catalogue));
     systems.insert("item_knn".into(), knn.report(catalogue));
+    systems.insert("item_knn_paged".into(), knn_paged.report(catalogue));
     if truth.is_some() {
         systems.insert("oracle".into(), oracle.report(catalogue));
         systems.insert("oracle_paged".into(), oracle_paged.report(catalogue));
@@ -554,13 +559,13 @@ pub fn table(report: &Value) -> String {
     let metrics = ["hr@10", "hr@50", "ndcg@10", "coverage", "creator_diversity", "new_share"];
     out.push_str(&format!("{:<18}", "metric"));
     for name in systems.keys() {
-        out.push_str(&format!("{name:>14}"));
+        out.push_str(&format!("{name:>16}"));
     }
     out.push('\n');
     for m in metrics {
         out.push_str(&format!("{m:<18}"));
         for v in systems.values() {
-            out.push_str(&format!("{:>14.4}", v[m].as_f64().unwrap_or(f64::NAN)));
+            out.push_str(&format!("{:>16.4}", v[m].as_f64().unwrap_or(f64::NAN)));
         }
         out.push('\n');
     }

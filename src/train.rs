@@ -46,7 +46,7 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// Defaults for training on `log` into `out`: seed 1, 2 workers, 8,000 requests, 1 h horizon.
+    /// Defaults for training on `log` into `out`: seed 1, 2 workers, 8,000 requests, 60 s horizon.
     pub fn new(log: &Path, out: &Path) -> Self {
         Self {
             log: log.to_path_buf(),
@@ -54,7 +54,7 @@ impl TrainOptions {
             seed: 1,
             workers: 2,
             requests: 8000,
-            horizon_ms: 3_600_000,
+            horizon_ms: 60_000,
             allow_worse: false,
             validation_from_ts: None,
             labels: None,

@@ -10,7 +10,7 @@
 //! of workers (exploration and ANN work per logical shard for that reason).
 
 use crate::posts::{shard_of, PostState, Registry};
-use crate::serving::{CandidateRow, Partial, RequestContext};
+use crate::serving::{CandidateRow, Partial, RelatedFigures, RequestContext};
 use feedflow_connectors::config::Config;
 use feedflow_operators::co_counts::CoCounts;
 use feedflow_operators::decayed_top::DecayedTop;
@@ -271,7 +271,8 @@ impl Registry {
             found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
             for r in found.into_iter().take(s.related_k) {
                 if let Some(post) = usable(r.item) {
-                    row!(r.item, post).related = Some((r.score, r.count, r.anchors));
+                    row!(r.item, post).related =
+                        Some(RelatedFigures { score: r.score, recent: r.recent, count: r.count, anchors: r.anchors });
                 }
             }
         }

@@ -4,11 +4,11 @@
 //! into every impression and into the model's metadata, and the model is
 //! refused at load when its metadata lists other names (no train/serve skew).
 
-use crate::serving::{cosine_with, squared_norm, CandidateRow, RequestContext};
+use crate::serving::{cosine_with, squared_norm, CandidateRow, RelatedFigures, RequestContext};
 use crate::users::KnownPost;
 
 /// Feature names, in column order.
-pub const FEATURES: [&str; 29] = [
+pub const FEATURES: [&str; 30] = [
     "sim_long_term",     // cosine(post, long-term vector)
     "sim_session",       // cosine(post, session delta)
     "sim_query",         // cosine(post, query vector)
@@ -21,6 +21,7 @@ pub const FEATURES: [&str; 29] = [
     "src_popular",       // by popular
     "src_explore",       // by exploration
     "related_strength",  // related score / the request's best related score (0 when not related)
+    "related_recent",    // the same with the newest anchors weighted most (0 when not related)
     "related_count",     // ln(1 + co-engagement count with the user's anchors)
     "related_anchors",   // share of the user's anchors co-engaged with the post
     "popularity",        // ln(1 + decayed weighted engagement)
@@ -68,6 +69,7 @@ pub struct QueryNorms {
     session: f32,
     query: f32,
     best_related: f64,
+    best_recent: f64,
     best_popularity: f64,
 }
 
@@ -75,9 +77,10 @@ impl QueryNorms {
     /// The norms of `context`'s long-term, session and query vectors, and the maxima over `rows`
     /// (the candidates chosen for ranking).
     pub fn of<'a>(context: &RequestContext, rows: impl Iterator<Item = &'a CandidateRow>) -> Self {
-        let (mut best_related, mut best_popularity) = (0.0f64, 0.0f64);
+        let (mut best_related, mut best_recent, mut best_popularity) = (0.0f64, 0.0f64, 0.0f64);
         for row in rows {
-            best_related = best_related.max(row.related.map_or(0.0, |r| r.0));
+            best_related = best_related.max(row.related.map_or(0.0, |r| r.score));
+            best_recent = best_recent.max(row.related.map_or(0.0, |r| r.recent));
             best_popularity = best_popularity.max(row.popularity);
         }
         Self {
@@ -85,6 +88,7 @@ impl QueryNorms {
             session: squared_norm(&context.session),
             query: squared_norm(&context.query),
             best_related,
+            best_recent,
             best_popularity,
         }
     }
@@ -115,8 +119,8 @@ pub fn features(
     let hour = ((context.ts.rem_euclid(86_400_000)) as f64 / 3_600_000.0) * std::f64::consts::TAU / 24.0;
     let row_squared = squared_norm(&post.embedding);
     let related = flag(Source::Related) as f64;
-    let (related_score, related_count, related_anchors) = row.related.unwrap_or((0.0, 0, 0));
-    let values: [f64; 29] = [
+    let figures = row.related.unwrap_or(RelatedFigures { score: 0.0, recent: 0.0, count: 0, anchors: 0 });
+    let values: [f64; 30] = [
         cosine_with(&post.embedding, row_squared, &context.long_term, norms.long_term) as f64,
         cosine_with(&post.embedding, row_squared, &context.session, norms.session) as f64,
         cosine_with(&post.embedding, row_squared, &context.query, norms.query) as f64,
@@ -129,9 +133,10 @@ pub fn features(
         flag(Source::Popular) as f64,
         flag(Source::Explore) as f64,
         // Only when `related` kept it: a shard may report counts beyond the global top-k.
-        related * share(related_score, norms.best_related),
-        related * (related_count.max(0) as f64).ln_1p(),
-        related * share(related_anchors as f64, context.anchors.len() as f64),
+        related * share(figures.score, norms.best_related),
+        related * share(figures.recent, norms.best_recent),
+        related * (figures.count.max(0) as f64).ln_1p(),
+        related * share(figures.anchors as f64, context.anchors.len() as f64),
         row.popularity.max(0.0).ln_1p(),
         share(row.popularity, norms.best_popularity),
         (row.recent_milli.max(0) as f64 / 1000.0).ln_1p(),
@@ -155,11 +160,11 @@ pub fn features(
 
 /// Weights of the linear fallback scorer, per feature (DESIGN.md §7: used when the model is missing or fails).
 /// Similarity to the user's interests dominates, then affinities and engagement.
-pub const FALLBACK_WEIGHTS: [f32; 29] = [
+pub const FALLBACK_WEIGHTS: [f32; 30] = [
     1.0, 0.5, 3.0, 0.5, // similarities, retrieval rank
     0.0, 0.3, 0.2, 0.0, 0.3, 0.0, 0.0, // sources
-    2.0, 0.0, 0.0, 0.0, 1.0, 0.2, 0.3,
-    -0.1, // related (share, count, anchors), popularity (log, share), recent, velocity, age
+    2.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.2, 0.3,
+    -0.1, // related (share, recent share, count, anchors), popularity (log, share), recent, velocity, age
     0.3, 1.0, 0.5, // creator, category, follows
     0.0, 0.0, 0.0, 0.0, 0.0, 0.0, // content type, hour, activity
     0.0, // safety (demoted separately)

@@ -284,7 +284,7 @@ impl Ranker {
         pick(Source::Ann, ann, s.ann_k, &mut proposed);
         let mut related = indices(&|r| r.related.is_some());
         related.sort_by(|a, b| {
-            let score = |i: &usize| rows[*i].related.map_or(0.0, |r| r.0);
+            let score = |i: &usize| rows[*i].related.map_or(0.0, |r| r.score);
             score(b).total_cmp(&score(a)).then(rows[*a].post_id.cmp(&rows[*b].post_id))
         });
         pick(Source::Related, related, s.related_k, &mut proposed);

@@ -136,6 +136,19 @@ impl RequestContext {
     }
 }
 
+/// How a post relates to a user's anchors (their recent positives, newest first), as a shard counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RelatedFigures {
+    /// Σ co-engagement count with the anchors / sqrt(the post's co-engagement degree).
+    pub score: f64,
+    /// The same with each anchor weighted by recency (`feedflow_operators::co_counts::Related::recent`).
+    pub recent: f64,
+    /// The summed co-engagement count.
+    pub count: i64,
+    /// How many anchors it was co-engaged with.
+    pub anchors: u32,
+}
+
 /// A post offered by one shard for one request: what only the shard knows.
 ///
 /// The post's category, content type and embedding are not shipped: the user's worker keeps
@@ -160,9 +173,8 @@ pub struct CandidateRow {
     pub demoted: bool,
     /// ANN: cosine distance to the query.
     pub ann_distance: Option<f32>,
-    /// Related: (Σ co-engagement count with the user's anchors / sqrt(the post's co-engagement
-    /// degree), the summed count, how many anchors it was co-engaged with).
-    pub related: Option<(f64, i64, u32)>,
+    /// Related: the post's figures against the user's anchors.
+    pub related: Option<RelatedFigures>,
     /// Fresh: among the shard's newest uploads younger than the fresh age.
     pub fresh: bool,
     /// Followed: by a creator the user follows, recent.
