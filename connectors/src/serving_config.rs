@@ -13,7 +13,9 @@ pub struct ServingConfig {
     /// ANN candidates: nearest posts to the query vector over all shards (each shard returns this many).
     #[serde(default = "default_ann_k")]
     pub ann_k: usize,
-    /// Related candidates: posts co-engaged with the user's recent positives.
+    /// Related candidates: posts co-engaged with the user's recent positives, the best
+    /// `related_k` by co-engagement score and the best `related_k` by its recency-weighted twin
+    /// (their union, so at most twice as many).
     #[serde(default = "default_related_k")]
     pub related_k: usize,
     /// The user's most recent positive engagements used as anchors for `related` (20: the

@@ -266,10 +266,16 @@ impl Registry {
         if !context.anchors.is_empty() && s.related_k > 0 {
             let mut found = Vec::new();
             for related in serving.related.values() {
-                found.extend(related.related_normalized(&context.anchors, s.related_k, |p| usable(p).is_some()));
+                found.extend(related.related_by_both(&context.anchors, s.related_k, |p| usable(p).is_some()));
             }
-            found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-            for r in found.into_iter().take(s.related_k) {
+            // The worker's top-k by each score, as ranking takes the global ones.
+            let mut keep = vec![false; found.len()];
+            let mut order: Vec<usize> = (0..found.len()).collect();
+            order.sort_by(|a, b| found[*b].score.total_cmp(&found[*a].score).then(found[*a].item.cmp(&found[*b].item)));
+            order.iter().take(s.related_k).for_each(|i| keep[*i] = true);
+            order.sort_by(|a, b| found[*b].recent.total_cmp(&found[*a].recent).then(found[*a].item.cmp(&found[*b].item)));
+            order.iter().take(s.related_k).for_each(|i| keep[*i] = true);
+            for r in found.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r) {
                 if let Some(post) = usable(r.item) {
                     row!(r.item, post).related =
                         Some(RelatedFigures { score: r.score, recent: r.recent, count: r.count, anchors: r.anchors });

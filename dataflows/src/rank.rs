@@ -287,6 +287,12 @@ impl Ranker {
             let score = |i: &usize| rows[*i].related.map_or(0.0, |r| r.score);
             score(b).total_cmp(&score(a)).then(rows[*a].post_id.cmp(&rows[*b].post_id))
         });
+        pick(Source::Related, related.clone(), s.related_k, &mut proposed);
+        // … and the global top-k by the recency-weighted score: the last few anchors' neighbours.
+        related.sort_by(|a, b| {
+            let score = |i: &usize| rows[*i].related.map_or(0.0, |r| r.recent);
+            score(b).total_cmp(&score(a)).then(rows[*a].post_id.cmp(&rows[*b].post_id))
+        });
         pick(Source::Related, related, s.related_k, &mut proposed);
         let mut fresh = indices(&|r| r.fresh);
         fresh.sort_by_key(|i| std::cmp::Reverse((rows[*i].upload_ts, rows[*i].post_id)));

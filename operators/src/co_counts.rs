@@ -227,6 +227,28 @@ impl CoCounts {
     /// weighted by place ([`Related::recent`]; `anchors` newest first). The scores are computed
     /// in a fixed order (anchors in the order given), so they are the same on every run.
     pub fn related_normalized(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<Related> {
+        let mut best = self.related_all(anchors, accept);
+        best.truncate(k);
+        best
+    }
+
+    /// The union of the `k` best by [`Related::score`] and the `k` best by [`Related::recent`]
+    /// (ties to the lower id in both), ordered as [`CoCounts::related_normalized`] orders: a
+    /// related source that proposes both a user's long-run neighbours and the last few anchors'.
+    pub fn related_by_both(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<Related> {
+        let all = self.related_all(anchors, accept);
+        let mut keep = vec![false; all.len()];
+        keep.iter_mut().take(k).for_each(|x| *x = true);
+        let mut by_recent: Vec<usize> = (0..all.len()).collect();
+        by_recent.sort_by(|a, b| all[*b].recent.total_cmp(&all[*a].recent).then(all[*a].item.cmp(&all[*b].item)));
+        for i in by_recent.into_iter().take(k) {
+            keep[i] = true;
+        }
+        all.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r).collect()
+    }
+
+    /// Every related item, best score first.
+    fn related_all(&self, anchors: &[u64], accept: impl Fn(u64) -> bool) -> Vec<Related> {
         // item → (summed count, anchors seen with it, weighted count); an anchor's updates may
         // hold an item twice (and cancelled entries), so its contribution is summed first.
         let mut sums: FastMap<u64, (i64, u32, f64)> = FastMap::default();
@@ -257,7 +279,6 @@ impl CoCounts {
             })
             .collect();
         best.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-        best.truncate(k);
         best
     }
 
@@ -429,11 +450,23 @@ mod tests {
             assert_eq!(co.len(), kept.len(), "tick {tick}");
             let anchors = [tick % 9, (tick + 4) % 9, (tick + 2) % 9, (tick + 7) % 9];
             let (got, want) = (co.related_normalized(&anchors, 6, |_| true), reference(&kept, &anchors, 6));
-            assert_eq!(got.len(), want.len(), "tick {tick}");
-            for (g, w) in got.iter().zip(&want) {
-                assert_eq!((g.item, g.score, g.count, g.anchors), (w.item, w.score, w.count, w.anchors), "tick {tick}");
-                assert!((g.recent - w.recent).abs() <= 1e-12 * w.recent.abs().max(1.0), "tick {tick}: {g:?} vs {w:?}");
-            }
+            same_related(&got, &want, tick);
+            // The union with the 3 best by recency, in score order.
+            let all = reference(&kept, &anchors, usize::MAX);
+            let mut by_recent = all.clone();
+            by_recent.sort_by(|a, b| b.recent.total_cmp(&a.recent).then(a.item.cmp(&b.item)));
+            let chosen: Vec<u64> = all.iter().take(3).chain(by_recent.iter().take(3)).map(|r| r.item).collect();
+            let want: Vec<Related> = all.iter().filter(|r| chosen.contains(&r.item)).copied().collect();
+            same_related(&co.related_by_both(&anchors, 3, |_| true), &want, tick);
+        }
+    }
+
+    /// Equal, `recent` to rounding (the reference sums powers of 0.5, the engine exponentials).
+    fn same_related(got: &[Related], want: &[Related], tick: u64) {
+        assert_eq!(got.len(), want.len(), "tick {tick}");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!((g.item, g.score, g.count, g.anchors), (w.item, w.score, w.count, w.anchors), "tick {tick}");
+            assert!((g.recent - w.recent).abs() <= 1e-12 * w.recent.abs().max(1.0), "tick {tick}: {g:?} vs {w:?}");
         }
     }
 }
