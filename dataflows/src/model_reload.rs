@@ -304,7 +304,9 @@ mod tests {
         let good = renamed_copy(&base, &dir.path().join("good"), "ranker-v2");
         std::fs::copy(&good.metadata, &live.metadata).unwrap();
         std::fs::copy(&good.model, &live.model).unwrap();
-        wait("the new model", &|| watch.generation() == 1);
+        // The watcher counts an acceptance after publishing it: wait for the count, not the generation.
+        wait("the new model", &|| metrics.model_reloads.with_label_values(&["accepted"]).get() == 1);
+        assert_eq!(watch.generation(), 1);
         assert!(watch.published().unwrap().model_id.starts_with("ranker-v2@"));
         assert_eq!(watch.published().unwrap().from_tick, 7);
         assert_eq!(metrics.model_reloads.with_label_values(&["accepted"]).get(), 1);
