@@ -258,7 +258,7 @@ def make_labels(users, posts, times, engagements, horizon):
 
 
 def lgb_params(seed, min_data_in_leaf):
-    """Parameters shared by every head (the objective and class weight are per head)."""
+    """Parameters shared by every head (the objective is per head)."""
     return {
         "boosting": "gbdt", "learning_rate": 0.05, "num_leaves": 15, "max_depth": -1,
         "min_data_in_leaf": min_data_in_leaf, "min_sum_hessian_in_leaf": 1e-3, "lambda_l2": 1.0,

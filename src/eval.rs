@@ -419,8 +419,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
         let page = state.page(point.user, &state.knn.scores(point.user), &all_time, 6 * options.k);
         knn.add(point.post, &page[..page.len().min(options.k)], &state.creators, &state.uploads, point.ts);
         // The same ranking through the engine's page rules: what those rules cost a ranking.
-        let ranked: Vec<(f64, u64)> = page.iter().map(|p| (0.0, *p)).collect();
-        let page = paged(&state, &ranked, config, options.k);
+        let page = paged(&state, &page, config, options.k);
         knn_paged.add(point.post, &page, &state.creators, &state.uploads, point.ts);
         if let Some(truth) = &truth {
             let mut scored: Vec<(f64, u64)> = state
@@ -432,7 +431,8 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
             scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let page: Vec<u64> = scored.iter().take(options.k).map(|(_, p)| *p).collect();
             oracle.add(point.post, &page, &state.creators, &state.uploads, point.ts);
-            let page = paged(&state, &scored, config, options.k);
+            let ranked: Vec<u64> = scored.iter().take(6 * options.k).map(|(_, p)| *p).collect();
+            let page = paged(&state, &ranked, config, options.k);
             oracle_paged.add(point.post, &page, &state.creators, &state.uploads, point.ts);
         }
     }
@@ -483,10 +483,10 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Value> {
 
 /// A ranking (best first) put on a page by the engine's page rules, relevance by rank as the engine
 /// weighs it; no exploration or trending slots (the ranking has no such candidates).
-fn paged(state: &LogState, ranked: &[(f64, u64)], config: &Config, k: usize) -> Vec<u64> {
+fn paged(state: &LogState, ranked: &[u64], config: &Config, k: usize) -> Vec<u64> {
     use feedflow_operators::rerank::{build_page, rank_relevance, PageCandidate, PageRules};
     let empty: (u64, Vec<f32>) = (0, Vec::new());
-    let top: Vec<u64> = ranked.iter().take(6 * k).map(|(_, p)| *p).collect();
+    let top = &ranked[..ranked.len().min(6 * k)];
     let candidates: Vec<PageCandidate<'_>> = top
         .iter()
         .enumerate()

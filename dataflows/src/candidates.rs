@@ -12,7 +12,7 @@
 use crate::posts::{shard_of, PostState, Registry};
 use crate::serving::{CandidateRow, Partial, RelatedFigures, RequestContext};
 use feedflow_connectors::config::Config;
-use feedflow_operators::co_counts::CoCounts;
+use feedflow_operators::co_counts::{best_by_both, CoCounts};
 use feedflow_operators::decayed_top::DecayedTop;
 use feedflow_operators::hash::{hash_bytes, mix64, FastMap};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -269,13 +269,7 @@ impl Registry {
                 found.extend(related.related_by_both(&context.anchors, s.related_k, |p| usable(p).is_some()));
             }
             // The worker's top-k by each score, as ranking takes the global ones.
-            let mut keep = vec![false; found.len()];
-            let mut order: Vec<usize> = (0..found.len()).collect();
-            order.sort_by(|a, b| found[*b].score.total_cmp(&found[*a].score).then(found[*a].item.cmp(&found[*b].item)));
-            order.iter().take(s.related_k).for_each(|i| keep[*i] = true);
-            order.sort_by(|a, b| found[*b].recent.total_cmp(&found[*a].recent).then(found[*a].item.cmp(&found[*b].item)));
-            order.iter().take(s.related_k).for_each(|i| keep[*i] = true);
-            for r in found.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r) {
+            for r in best_by_both(found, s.related_k) {
                 if let Some(post) = usable(r.item) {
                     row!(r.item, post).related =
                         Some(RelatedFigures { score: r.score, recent: r.recent, count: r.count, anchors: r.anchors });

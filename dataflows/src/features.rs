@@ -4,7 +4,7 @@
 //! into every impression and into the model's metadata, and the model is
 //! refused at load when its metadata lists other names (no train/serve skew).
 
-use crate::serving::{cosine_with, squared_norm, CandidateRow, RelatedFigures, RequestContext};
+use crate::serving::{cosine_with, squared_norm, CandidateRow, RequestContext};
 use crate::users::KnownPost;
 
 /// Feature names, in column order.
@@ -119,7 +119,7 @@ pub fn features(
     let hour = ((context.ts.rem_euclid(86_400_000)) as f64 / 3_600_000.0) * std::f64::consts::TAU / 24.0;
     let row_squared = squared_norm(&post.embedding);
     let related = flag(Source::Related) as f64;
-    let figures = row.related.unwrap_or(RelatedFigures { score: 0.0, recent: 0.0, count: 0, anchors: 0 });
+    let figures = row.related.unwrap_or_default();
     let values: [f64; 30] = [
         cosine_with(&post.embedding, row_squared, &context.long_term, norms.long_term) as f64,
         cosine_with(&post.embedding, row_squared, &context.session, norms.session) as f64,

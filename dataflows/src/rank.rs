@@ -14,7 +14,7 @@ use crate::live::LiveClock;
 use crate::metrics::Metrics;
 use crate::model::{tick_of, TrendEntry};
 use crate::model_reload::ModelWatch;
-use crate::serving::{impression_id, CandidateRow, Partial, RequestContext, Served, Source};
+use crate::serving::{impression_id, CandidateRow, Partial, RelatedFigures, RequestContext, Served, Source};
 use crate::users::{KnownPost, Users};
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::Position;
@@ -282,18 +282,18 @@ impl Ranker {
                 .then(x.post_id.cmp(&y.post_id))
         });
         pick(Source::Ann, ann, s.ann_k, &mut proposed);
-        let mut related = indices(&|r| r.related.is_some());
-        related.sort_by(|a, b| {
-            let score = |i: &usize| rows[*i].related.map_or(0.0, |r| r.score);
-            score(b).total_cmp(&score(a)).then(rows[*a].post_id.cmp(&rows[*b].post_id))
-        });
-        pick(Source::Related, related.clone(), s.related_k, &mut proposed);
-        // … and the global top-k by the recency-weighted score: the last few anchors' neighbours.
-        related.sort_by(|a, b| {
-            let score = |i: &usize| rows[*i].related.map_or(0.0, |r| r.recent);
-            score(b).total_cmp(&score(a)).then(rows[*a].post_id.cmp(&rows[*b].post_id))
-        });
-        pick(Source::Related, related, s.related_k, &mut proposed);
+        // Related: the global top-k by the co-engagement score, and by its recency-weighted twin
+        // (the last few anchors' neighbours).
+        let related_by = |key: fn(&RelatedFigures) -> f64| {
+            let mut order = indices(&|r| r.related.is_some());
+            order.sort_by(|a, b| {
+                let score = |i: &usize| rows[*i].related.as_ref().map_or(0.0, key);
+                score(b).total_cmp(&score(a)).then(rows[*a].post_id.cmp(&rows[*b].post_id))
+            });
+            order
+        };
+        pick(Source::Related, related_by(|r| r.score), s.related_k, &mut proposed);
+        pick(Source::Related, related_by(|r| r.recent), s.related_k, &mut proposed);
         let mut fresh = indices(&|r| r.fresh);
         fresh.sort_by_key(|i| std::cmp::Reverse((rows[*i].upload_ts, rows[*i].post_id)));
         pick(Source::Fresh, fresh, s.fresh_k, &mut proposed);

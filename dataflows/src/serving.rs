@@ -137,7 +137,7 @@ impl RequestContext {
 }
 
 /// How a post relates to a user's anchors (their recent positives, newest first), as a shard counts it.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RelatedFigures {
     /// Σ co-engagement count with the anchors / sqrt(the post's co-engagement degree).
     pub score: f64,

@@ -54,6 +54,21 @@ pub fn anchor_weight(place: usize) -> f64 {
     (-(place as f64) * std::f64::consts::LN_2 / RECENT_HALF_LIFE_ANCHORS).exp()
 }
 
+/// The union of the `k` best of `items` by [`Related::score`] and the `k` best by
+/// [`Related::recent`] (ties to the lower id in both), in score order. Merging the results of
+/// disjoint shards and applying it again gives the union over all of them.
+pub fn best_by_both(mut items: Vec<Related>, k: usize) -> Vec<Related> {
+    items.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+    let mut keep = vec![false; items.len()];
+    keep.iter_mut().take(k).for_each(|x| *x = true);
+    let mut by_recent: Vec<usize> = (0..items.len()).collect();
+    by_recent.sort_by(|a, b| items[*b].recent.total_cmp(&items[*a].recent).then(items[*a].item.cmp(&items[*b].item)));
+    for i in by_recent.into_iter().take(k) {
+        keep[i] = true;
+    }
+    items.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r).collect()
+}
+
 /// One tick's `(anchor, item)` co-occurrences, in arrival order.
 type TickBatch = Vec<(u64, u64)>;
 
@@ -233,18 +248,10 @@ impl CoCounts {
     }
 
     /// The union of the `k` best by [`Related::score`] and the `k` best by [`Related::recent`]
-    /// (ties to the lower id in both), ordered as [`CoCounts::related_normalized`] orders: a
-    /// related source that proposes both a user's long-run neighbours and the last few anchors'.
+    /// (see [`best_by_both`]): a related source that proposes both a user's long-run neighbours
+    /// and the last few anchors'.
     pub fn related_by_both(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<Related> {
-        let all = self.related_all(anchors, accept);
-        let mut keep = vec![false; all.len()];
-        keep.iter_mut().take(k).for_each(|x| *x = true);
-        let mut by_recent: Vec<usize> = (0..all.len()).collect();
-        by_recent.sort_by(|a, b| all[*b].recent.total_cmp(&all[*a].recent).then(all[*a].item.cmp(&all[*b].item)));
-        for i in by_recent.into_iter().take(k) {
-            keep[i] = true;
-        }
-        all.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r).collect()
+        best_by_both(self.related_all(anchors, accept), k)
     }
 
     /// Every related item, best score first.
@@ -395,7 +402,7 @@ mod tests {
             let mut total = 0.0;
             for (place, a) in anchors.iter().enumerate() {
                 if let Some(n) = per_anchor.get(&(i, *a)) {
-                    total += 0.5f64.powf(place as f64 / 3.0) * *n as f64;
+                    total += 0.5f64.powf(place as f64 / RECENT_HALF_LIFE_ANCHORS) * *n as f64;
                 }
             }
             total
