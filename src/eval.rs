@@ -26,7 +26,7 @@
 use crate::gen::{load_truth, truth_path_for, Truth};
 use anyhow::{bail, Context, Result};
 use feedflow_connectors::config::Config;
-use feedflow_connectors::event::{EngagementKind, Event, EventBody, ModerationAction, Position};
+use feedflow_connectors::event::{Event, EventBody, ModerationAction, Position};
 use feedflow_connectors::{decode, DecodeLimits};
 use feedflow_dataflows::model::engagement_weight_milli;
 use feedflow_dataflows::{run_file, RunOptions};
@@ -257,17 +257,6 @@ fn shadow_request(point: &Point, n: usize, k: usize) -> String {
     )
 }
 
-fn is_positive(kind: EngagementKind) -> bool {
-    matches!(
-        kind,
-        EngagementKind::Like
-            | EngagementKind::Comment
-            | EngagementKind::Save
-            | EngagementKind::Share
-            | EngagementKind::Follow
-    )
-}
-
 /// The first and last event time of a log.
 pub(crate) fn time_span(events: &[(usize, Event)]) -> (i64, i64) {
     events.iter().fold((i64::MAX, i64::MIN), |(lo, hi), (_, e)| (lo.min(e.ts), hi.max(e.ts)))
@@ -283,7 +272,7 @@ pub(crate) fn positive_points(events: &[(usize, Event)], from_ts: i64, sample: u
         if let EventBody::Engagement(g) = &e.body {
             let key = (g.user_id, g.post_id);
             let first = *first_touch.entry(key).or_insert(e.ts);
-            if is_positive(g.kind) && taken.insert(key) && e.ts >= from_ts {
+            if g.kind.is_positive() && taken.insert(key) && e.ts >= from_ts {
                 points.push(Point { user: g.user_id, post: g.post_id, ts: first });
             }
         }
@@ -544,7 +533,7 @@ fn apply(state: &mut LogState, e: &feedflow_connectors::Event, config: &Config) 
                 *state.popularity.entry(g.post_id).or_default() += w;
                 *state.popularity_7d.entry(g.post_id).or_default() += w;
             }
-            if is_positive(g.kind) && state.uploads.contains_key(&g.post_id) {
+            if g.kind.is_positive() && state.uploads.contains_key(&g.post_id) {
                 state.knn.add(g.user_id, g.post_id);
             }
         }

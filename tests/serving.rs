@@ -428,3 +428,55 @@ fn eval_beats_the_popularity_baseline_on_a_generated_world() {
     assert!(hr("oracle") > hr("popularity"));
     assert!(options.out.join("eval.json").exists());
 }
+
+#[test]
+fn the_model_guard_hands_a_worse_model_over_to_the_fallback_and_keeps_a_better_one() {
+    let world = small_world(5);
+    let dir = world.dir.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = Config::default();
+    config.ranking.model = root.join("models/ranker.onnx");
+    config.ranking.metadata = root.join("models/ranker.json");
+    config.ranking.onnxruntime_lib = root.join(".venv/lib/libonnxruntime.so");
+    // Evidence reaches ranking 10 minutes after its probes (a 3-hour world).
+    config.ranking.guard.delay_ms = 600_000;
+    config.ranking.guard.probe_interval_ms = 600_000;
+
+    // The committed model as it is: better than the fallback here, so it keeps every answer.
+    let kept = replay(&config, &world.log, &dir.join("kept"), 2);
+    let rank = &kept.summary.counters.rank;
+    assert!(rank.probes > 100, "the guard probed: {}", rank.probes);
+    assert_eq!(rank.fallback, 0, "the model keeps the answers");
+
+    // The same model with every head weight negated ranks upside down: the probes find it out.
+    let h = &mut config.ranking.heads;
+    for w in [&mut h.like, &mut h.comment, &mut h.save, &mut h.share, &mut h.follow, &mut h.hide, &mut h.dwell] {
+        *w = -*w;
+    }
+    let runs: Vec<_> = [("w1", 1), ("w2", 2)]
+        .iter()
+        .map(|(name, workers)| (dir.join(name), replay(&config, &world.log, &dir.join(name), *workers)))
+        .collect();
+    let rank = &runs[0].1.summary.counters.rank;
+    assert!(rank.guarded > 0 && rank.guarded == rank.fallback, "the guard handed over: {rank:?}");
+    let responses = lines(&runs[0].0.join("responses.jsonl"));
+    let first = responses.iter().position(|r| r["model"] == "fallback").expect("a fallback answer");
+    assert!(first > 0 && responses[..first].iter().all(|r| r["model"].as_str().unwrap().starts_with("ranker@")));
+    assert!(responses[first..].iter().all(|r| r["degraded"].is_null()), "the guard's choice is not a degradation");
+    assert!(
+        responses.len() - first > responses.len() / 3,
+        "handed over early enough: at answer {first} of {}",
+        responses.len()
+    );
+    for file in ["responses.jsonl", "impressions.jsonl"] {
+        assert!(
+            std::fs::read(runs[0].0.join(file)).unwrap() == std::fs::read(runs[1].0.join(file)).unwrap(),
+            "{file}: the guard decides alike with 1 and 2 workers"
+        );
+    }
+
+    // Turned off, the upside-down model answers everything.
+    config.ranking.guard.enabled = false;
+    let off = replay(&config, &world.log, &dir.join("off"), 2);
+    assert_eq!(off.summary.counters.rank.fallback, 0);
+}

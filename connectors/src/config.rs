@@ -5,7 +5,7 @@
 //! and [`Config::validate`] reports every problem at once.
 
 pub use crate::kafka_config::{KafkaConfig, MetricsConfig, SourceKind, StartFrom};
-pub use crate::serving_config::{HeadWeights, RankingConfig, RerankConfig, ServingConfig};
+pub use crate::serving_config::{GuardConfig, HeadWeights, RankingConfig, RerankConfig, ServingConfig};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -574,6 +574,8 @@ impl Config {
             ("dedupe.horizon_ms", self.dedupe.horizon_ms),
             ("serving.related_window_ms", self.serving.related_window_ms),
             ("serving.seen_window_ms", self.serving.seen_window_ms),
+            ("ranking.guard.delay_ms", self.ranking.guard.delay_ms),
+            ("ranking.guard.half_life_ms", self.ranking.guard.half_life_ms),
         ] {
             if v == 0 || v % tick != 0 {
                 p.push(format!("{name} must be a positive multiple of engine.tick_ms ({tick}), got {v}"));
@@ -619,6 +621,9 @@ impl Config {
             if !v.is_finite() || v.abs() > 1e6 {
                 p.push(format!("interest.weights.{name} must be finite and at most 1e6 in size, got {v}"));
             }
+        }
+        if !(self.ranking.guard.z >= 0.0 && self.ranking.guard.z.is_finite()) {
+            p.push(format!("ranking.guard.z must be a finite number >= 0, got {}", self.ranking.guard.z));
         }
         if self.pools.popular_top_n == 0 {
             p.push("pools.popular_top_n must be at least 1".into());

@@ -129,6 +129,11 @@ impl EngagementKind {
         Self::ALL.iter().copied().find(|k| k.name() == name)
     }
 
+    /// Like or stronger: what evaluation and the model guard count as a hit.
+    pub fn is_positive(self) -> bool {
+        matches!(self, Self::Like | Self::Comment | Self::Save | Self::Share | Self::Follow)
+    }
+
     /// The wire name.
     pub fn name(self) -> &'static str {
         match self {

@@ -100,6 +100,39 @@ pub struct RankingConfig {
     /// File replays never reload (their answers are a function of the log and the model).
     #[serde(default = "default_reload_check_ms")]
     pub reload_check_ms: u64,
+    /// The model guard: whether the linear fallback takes over from a model that this log's
+    /// own engagements show to be worse (on by default; README "The model guard").
+    #[serde(default)]
+    pub guard: GuardConfig,
+}
+
+/// The model guard compares, online, the model's and the fallback's top 10 of every answer
+/// with the user's next like-or-stronger engagement, and serves the fallback while the
+/// fallback's wins beat the model's by more than chance (a sign test on the answers where
+/// exactly one of the two held the engagement).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Whether the guard may hand the answers to the fallback (false: the model always answers).
+    #[serde(default = "default_guard_enabled")]
+    pub enabled: bool,
+    /// How old the evidence is when a decision uses it (1 h: decisions lag the log by an
+    /// hour, and a replay's ranking stage runs up to an hour ahead of its own evidence).
+    #[serde(default = "default_guard_delay_ms")]
+    pub delay_ms: u64,
+    /// A user's like-or-stronger engagement is probed (ranked as a request just before it
+    /// would have been) at most once per this interval (1 h: the cost stays a small share
+    /// of the request load; one probe per user session is evidence enough).
+    #[serde(default = "default_guard_probe_interval_ms")]
+    pub probe_interval_ms: u64,
+    /// Half-life of the wins counted (30 days: which ranker suits a log changes slowly, and a
+    /// log of a few hundred events a day needs weeks of probes to tell the two apart).
+    #[serde(default = "default_guard_half_life_ms")]
+    pub half_life_ms: u64,
+    /// The fallback takes over when its wins exceed the model's by `z` standard deviations of
+    /// a fair coin over the answers that differ (3: about one chance in a thousand).
+    #[serde(default = "default_guard_z")]
+    pub z: f64,
 }
 
 /// Weights of the model's heads (DESIGN.md §6: the heads combine with config weights).
@@ -216,6 +249,21 @@ fn default_safety_penalty() -> f64 {
 fn default_reload_check_ms() -> u64 {
     2_000
 }
+fn default_guard_enabled() -> bool {
+    true
+}
+fn default_guard_delay_ms() -> u64 {
+    3_600_000
+}
+fn default_guard_probe_interval_ms() -> u64 {
+    3_600_000
+}
+fn default_guard_half_life_ms() -> u64 {
+    30 * 24 * 3_600_000
+}
+fn default_guard_z() -> f64 {
+    3.0
+}
 fn default_demote_penalty() -> f64 {
     0.5
 }
@@ -289,6 +337,18 @@ impl Default for RankingConfig {
             safety_penalty: default_safety_penalty(),
             demote_penalty: default_demote_penalty(),
             reload_check_ms: default_reload_check_ms(),
+            guard: GuardConfig::default(),
+        }
+    }
+}
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: default_guard_enabled(),
+            delay_ms: default_guard_delay_ms(),
+            probe_interval_ms: default_guard_probe_interval_ms(),
+            half_life_ms: default_guard_half_life_ms(),
+            z: default_guard_z(),
         }
     }
 }

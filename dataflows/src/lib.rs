@@ -11,6 +11,7 @@
 //! - [`candidates`]: each worker's candidates for a request, from its shards.
 //! - [`features`]: the ranker's feature vector and the fallback scorer.
 //! - [`rank`]: merge, filter, score (ONNX or fallback) and build the page.
+//! - [`model_guard`]: the fallback takes over from a model this log's own engagements show to be worse.
 //! - [`model_reload`]: live runs validate a new model in the background and swap it in at a tick boundary.
 //! - [`snapshot`]: reading a collection's current contents.
 //! - [`runner`]: run the graph on N workers over a log (file mode) or Kafka topics (live mode).
@@ -26,6 +27,7 @@ pub mod live;
 pub mod live_input;
 pub mod metrics;
 pub mod model;
+pub mod model_guard;
 pub mod model_reload;
 pub mod pools;
 pub mod posts;

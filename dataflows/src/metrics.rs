@@ -48,8 +48,10 @@ pub struct Metrics {
     pub trending_pool: IntGauge,
     /// Time to score one request's candidates with the model.
     pub ranker_batch: Histogram,
-    /// Responses scored by the fallback.
+    /// Responses scored by the fallback (a failed model, or the model guard's choice).
     pub ranker_fallback: IntCounter,
+    /// 1 while the model guard hands the answers to the fallback, else 0.
+    pub ranker_guard_fallback: IntGauge,
     /// New models seen by the hot-reload watcher, by outcome (`accepted`, `rejected`).
     pub model_reloads: IntCounterVec,
     /// Messages not yet consumed, per input topic and partition (librdkafka statistics).
@@ -157,6 +159,14 @@ impl Metrics {
             ranker_fallback: register(
                 &r,
                 IntCounter::new("feedflow_ranker_fallback_total", "Responses scored by the fallback").expect("valid"),
+            ),
+            ranker_guard_fallback: register(
+                &r,
+                IntGauge::new(
+                    "feedflow_ranker_guard_fallback",
+                    "1 while the model guard hands the answers to the fallback (this log's probes favour it)",
+                )
+                .expect("valid"),
             ),
             model_reloads: register(
                 &r,

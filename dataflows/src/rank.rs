@@ -13,8 +13,9 @@ use crate::features::{fallback_score, features, Proposed, QueryNorms, FEATURES, 
 use crate::live::LiveClock;
 use crate::metrics::Metrics;
 use crate::model::{tick_of, TrendEntry};
+use crate::model_guard::{GuardTally, ModelGuard};
 use crate::model_reload::ModelWatch;
-use crate::serving::{impression_id, CandidateRow, Partial, RelatedFigures, RequestContext, Served, Source};
+use crate::serving::{impression_id, CandidateRow, Partial, RelatedFigures, RequestContext, Served, Source, GUARD_TOP};
 use crate::users::{KnownPost, Users};
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::Position;
@@ -39,6 +40,17 @@ pub enum RankInput {
     Rows(Partial),
     /// A change of the trending pool at a tick, addressed to one worker (every worker keeps the pool).
     Trend(u64, String, TrendEntry, u64, isize),
+    /// One worker's model-guard tally, addressed to one worker (every worker keeps the evidence).
+    Guard(u64, GuardTally),
+}
+
+/// What ranking produces: answers, and the evidence of its model-guard probes.
+#[derive(Clone, Debug)]
+pub enum RankOutput {
+    /// A request's answer.
+    Served(Served),
+    /// This worker's probes of one tick that only one ranker got right.
+    Guard(GuardTally),
 }
 
 /// How the ranker of one worker scores.
@@ -56,6 +68,10 @@ pub struct RankStats {
     pub responses: u64,
     /// Responses scored by the fallback.
     pub fallback: u64,
+    /// Of those, the ones the model guard handed to the fallback.
+    pub guarded: u64,
+    /// Model-guard probes ranked (scored by both rankers, answered to nobody).
+    pub probes: u64,
     /// Model batches that failed (answered by the fallback).
     pub model_errors: u64,
     /// Shadow requests answered.
@@ -73,6 +89,8 @@ impl RankStats {
     pub fn merge(&mut self, other: &RankStats) {
         self.responses += other.responses;
         self.fallback += other.fallback;
+        self.guarded += other.guarded;
+        self.probes += other.probes;
         self.model_errors += other.model_errors;
         self.shadow += other.shadow;
         self.service_us.extend_from_slice(&other.service_us);
@@ -121,6 +139,10 @@ pub struct Ranker {
     pub log_shadow_candidates: bool,
     /// Live runs: where newly validated models appear, and the generation this ranker serves.
     reload: Option<(Arc<ModelWatch>, u64)>,
+    /// Whether the model or the fallback answers, from this log's evidence.
+    pub guard: ModelGuard,
+    /// Whether this ranker reports the guard's changes of mind (one worker does).
+    pub log_guard: bool,
 }
 
 /// Training runs log the fallback's best this many candidates of a shadow request …
@@ -167,6 +189,8 @@ impl Ranker {
             metrics: None,
             log_shadow_candidates: false,
             reload: None,
+            guard: ModelGuard::new(&config.ranking.guard, config.engine.tick_ms),
+            log_guard: false,
         }
     }
 
@@ -190,7 +214,10 @@ impl Ranker {
         }
         *serving = published.generation;
         match OnnxScorer::load(&published.settings, &FEATURES, &HEADS) {
-            Ok(scorer) => self.scorer = Scorer::Model(Box::new(scorer)),
+            Ok(scorer) => {
+                self.scorer = Scorer::Model(Box::new(scorer));
+                self.guard.reset(tick);
+            }
             // Checked already, so only a vanished copy or a full disk gets here.
             Err(e) => eprintln!("[feedflow] model: could not open the validated {}: {e}", published.model_id),
         }
@@ -219,22 +246,44 @@ impl Ranker {
     }
 
     /// Handles one complete tick: the tick's requests, then its trending-pool changes.
-    pub fn apply_tick(&mut self, tick: u64, batch: Vec<RankInput>, users: &Users, out: &mut Vec<Served>) {
+    pub fn apply_tick(&mut self, tick: u64, batch: Vec<RankInput>, users: &Users, out: &mut Vec<RankOutput>) {
         self.swap_model(tick);
         let mut requests: Vec<Arc<RequestContext>> = Vec::new();
         let mut rows: FastMap<Position, Vec<Partial>> = FastMap::default();
         let mut trends = Vec::new();
+        let mut tallies = Vec::new();
         for input in batch {
             match input {
                 RankInput::Request(r) => requests.push(r),
                 RankInput::Rows(p) => rows.entry(p.request).or_default().push(p),
                 RankInput::Trend(_, category, entry, time, diff) => trends.push((time, category, entry, diff)),
+                RankInput::Guard(_, tally) => tallies.push(tally),
+            }
+        }
+        // Evidence of earlier ticks (the feedback edge's delay) decides before this tick's requests.
+        if !tallies.is_empty() {
+            let before = self.guard.prefers_fallback();
+            self.guard.apply(tallies);
+            if let Some(m) = &self.metrics {
+                m.ranker_guard_fallback.set(self.guard.prefers_fallback() as i64);
+            }
+            if before != self.guard.prefers_fallback() && self.log_guard {
+                let (model, fallback) = self.guard.wins();
+                eprintln!(
+                    "[feedflow] model guard: from tick {tick} the {} answers (decayed probe wins: model {model:.1}, fallback {fallback:.1})",
+                    if self.guard.prefers_fallback() { "fallback" } else { "model" }
+                );
             }
         }
         requests.sort_by_key(|r| (r.ts, r.position));
         for request in requests {
             let partials = rows.remove(&request.position).unwrap_or_default();
-            out.push(self.answer(&request, partials, users));
+            if let Some(served) = self.answer(&request, partials, users) {
+                out.push(RankOutput::Served(served));
+            }
+        }
+        if let Some(tally) = self.guard.take_tally(tick) {
+            out.push(RankOutput::Guard(tally));
         }
         trends.sort_by(|a, b| (a.0, &a.2, a.3).cmp(&(b.0, &b.2, b.3)));
         for (_, category, entry, diff) in trends {
@@ -247,7 +296,14 @@ impl Ranker {
     }
 
     /// Answers one request from the rows of every worker; `users` holds the posts' content.
-    pub fn answer(&mut self, context: &RequestContext, partials: Vec<Partial>, users: &Users) -> Served {
+    /// A model-guard probe is scored by both rankers and answers nothing.
+    pub fn answer(&mut self, context: &RequestContext, partials: Vec<Partial>, users: &Users) -> Option<Served> {
+        if context.guard_target.is_some()
+            && !(matches!(self.scorer, Scorer::Model(_))
+                && self.guard.wants_probe(mix64(context.user_id ^ mix64(context.ts as u64))))
+        {
+            return None;
+        }
         let started = Instant::now();
         let s = &self.config.serving;
         let shard_us = partials.iter().map(|p| p.shard_us).max().unwrap_or(0);
@@ -342,8 +398,9 @@ impl Ranker {
 
         // Score: the model's heads combined with the configured weights, or the fallback.
         let weights = self.config.ranking.heads.as_array();
+        let guarded = context.guard_target.is_none() && self.guard.prefers_fallback();
         let mut heads: Option<Vec<f32>> = None;
-        if let Scorer::Model(model) = &mut self.scorer {
+        if let (Scorer::Model(model), false) = (&mut self.scorer, guarded) {
             let scoring = Instant::now();
             let result = model.score(&matrix);
             if let Some(m) = &self.metrics {
@@ -356,22 +413,40 @@ impl Ranker {
         }
         let fallback = heads.is_none();
         let r = &self.config.ranking;
-        let scores: Vec<f64> = chosen
-            .iter()
-            .enumerate()
-            .map(|(n, i)| {
-                let base = match &heads {
-                    Some(h) => h[n * HEADS.len()..(n + 1) * HEADS.len()]
-                        .iter()
-                        .zip(weights)
-                        .map(|(p, w)| *p as f64 * w)
-                        .sum::<f64>(),
-                    None => fallback_score(&matrix[n * width..(n + 1) * width]),
+        let scores_by = |heads: Option<&Vec<f32>>| -> Vec<f64> {
+            chosen
+                .iter()
+                .enumerate()
+                .map(|(n, i)| {
+                    let base = match heads {
+                        Some(h) => h[n * HEADS.len()..(n + 1) * HEADS.len()]
+                            .iter()
+                            .zip(weights)
+                            .map(|(p, w)| *p as f64 * w)
+                            .sum::<f64>(),
+                        None => fallback_score(&matrix[n * width..(n + 1) * width]),
+                    };
+                    let row = &rows[*i];
+                    base - r.safety_penalty * row.safety_max as f64 - if row.demoted { r.demote_penalty } else { 0.0 }
+                })
+                .collect()
+        };
+        let scores = scores_by(heads.as_ref());
+        if let Some(target) = context.guard_target {
+            // A probe: does each ranker's top hold the post the user went on to engage with?
+            if heads.is_some() {
+                let in_top = |scores: &[f64]| {
+                    let mut order: Vec<usize> = (0..scores.len()).collect();
+                    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
+                    order.iter().take(GUARD_TOP).any(|n| rows[chosen[*n]].post_id == target)
                 };
-                let row = &rows[*i];
-                base - r.safety_penalty * row.safety_max as f64 - if row.demoted { r.demote_penalty } else { 0.0 }
-            })
-            .collect();
+                let model_hit = in_top(&scores);
+                let fallback_hit = in_top(&scores_by(None));
+                self.guard.record(context.tick, model_hit, fallback_hit);
+                self.stats.probes += 1;
+            }
+            return None;
+        }
 
         // The page. MMR weighs relevance by rank, exp(−rank / k), not by raw score:
         // heads and the fallback have different, often skewed, scales; a min-max
@@ -447,7 +522,8 @@ impl Ranker {
             }
         }
         let partial = self.clock.as_ref().is_some_and(|c| c.partial(tick_of(context.ts, self.config.engine.tick_ms)));
-        let degraded = match (partial, fallback) {
+        let failed = fallback && !guarded;
+        let degraded = match (partial, failed) {
             (false, false) => None,
             (false, true) => Some("ranker_fallback".to_string()),
             (true, false) => Some("partial_prefix".to_string()),
@@ -521,13 +597,14 @@ impl Ranker {
         let service_us = context.build_us.saturating_add(shard_us).saturating_add(rank_us);
         self.stats.responses += 1;
         self.stats.fallback += fallback as u64;
+        self.stats.guarded += guarded as u64;
         self.stats.shadow += context.shadow as u64;
         self.stats.service_us.push(service_us);
         self.stats.candidates.push(chosen.len() as u32);
         for (total, us) in self.stats.stage_us.iter_mut().zip([context.build_us, shard_us, rank_us]) {
             *total += us as u64;
         }
-        Served {
+        Some(Served {
             ts: context.ts,
             user_id: context.user_id,
             degraded,
@@ -537,7 +614,7 @@ impl Ranker {
             fallback,
             service_us,
             candidates: chosen.len() as u32,
-        }
+        })
     }
 }
 
@@ -609,13 +686,13 @@ pub fn rank_requests<'scope>(
     inputs: StreamVec<'scope, u64, RankInput>,
     ranker: Rc<RefCell<Ranker>>,
     users: Rc<RefCell<Users>>,
-) -> StreamVec<'scope, u64, Served> {
+) -> StreamVec<'scope, u64, RankOutput> {
     inputs.tick_batch_by(
         "Rank",
         |input: &RankInput| match input {
             RankInput::Request(r) => mix64(r.user_id),
             RankInput::Rows(p) => mix64(p.user_id),
-            RankInput::Trend(worker, ..) => *worker,
+            RankInput::Trend(worker, ..) | RankInput::Guard(worker, _) => *worker,
         },
         // A pool change at time t is seen by requests of later ticks: it is applied after the requests of t.
         |input: &RankInput| match input {

@@ -14,7 +14,7 @@ use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange, Velocity};
 use crate::model_reload::watch_model;
 use crate::pools::fresh_pool;
 use crate::posts::{post_registry, route_event, PostState, Registry, RegistryOutput, ShardInput};
-use crate::rank::{open_scorer, rank_requests, scorer_settings, RankInput, Ranker};
+use crate::rank::{open_scorer, rank_requests, scorer_settings, RankInput, RankOutput, Ranker};
 use crate::serving::Served;
 use crate::snapshot::{snapshot, Contents};
 use crate::stats::{Counters, Summary};
@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concat, Probe};
+use timely::dataflow::operators::{Concat, ConnectLoop, Feedback, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 /// How to run.
@@ -385,6 +385,7 @@ fn run_worker(
     let users = Rc::new(RefCell::new(Users::new(config)));
     let mut ranker = Ranker::new(config, open_scorer(config));
     ranker.log_shadow_candidates = options.log_shadow_candidates;
+    ranker.log_guard = index == 0;
     ranker.observe(metrics.clone(), if let Mode::Live(live) = mode { Some(live.clock.clone()) } else { None });
     if let Mode::Live(live) = mode {
         ranker.reload_from(live.models.clone());
@@ -467,12 +468,24 @@ fn run_worker(
         let fresh = fresh_pool(config, eligible.clone());
 
         // Ranking at the user's worker: contexts, every worker's rows, and the trending pool (kept by every worker).
-        let rank_inputs = rank_requests_in.concat(rank_rows).concat(pool.inner.clone().flat_map(
-            move |((category, entry), time, diff)| {
+        // The model guard's tallies go to every worker's ranking, `delay_ms` later (model_guard.rs):
+        // the one edge back, and a long one, so replays still rank many ticks per step.
+        let guard_delay = config.ticks(config.ranking.guard.delay_ms).max(1);
+        let (guard_loop, guard_evidence) = scope.feedback::<Vec<RankInput>>(guard_delay);
+        let rank_inputs = rank_requests_in
+            .concat(rank_rows)
+            .concat(pool.inner.clone().flat_map(move |((category, entry), time, diff)| {
                 (0..peers as u64).map(move |w| RankInput::Trend(w, category.clone(), entry.clone(), time, diff))
+            }))
+            .concat(guard_evidence);
+        let (served, tallies) = rank_requests(rank_inputs, ranker.clone(), users.clone()).split2(
+            "SplitRankOutput",
+            move |o: RankOutput, served: &mut Vec<Served>, tallies: &mut Vec<RankInput>| match o {
+                RankOutput::Served(s) => served.push(s),
+                RankOutput::Guard(t) => tallies.extend((0..peers as u64).map(|w| RankInput::Guard(w, t))),
             },
-        ));
-        let served = rank_requests(rank_inputs, ranker.clone(), users.clone());
+        );
+        tallies.connect_loop(guard_loop);
         let writers = (responses_writer.clone(), impressions_writer.clone());
         let sink_error = error.clone();
         served

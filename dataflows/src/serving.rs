@@ -57,6 +57,9 @@ impl Source {
 }
 
 /// A request and what the user's worker knows about the user at the end of the previous tick.
+/// The model guard compares the model's and the fallback's best this many (HR@10's cut).
+pub const GUARD_TOP: usize = 10;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestContext {
     /// The request's tick.
@@ -97,6 +100,9 @@ pub struct RequestContext {
     pub actions: u64,
     /// Positive engagements seen from this user.
     pub positives: u64,
+    /// A model-guard probe, not a request: the post this user engaged with (like or stronger) in
+    /// the context's tick. Ranking scores it with the model and the fallback and answers nothing.
+    pub guard_target: Option<u64>,
     /// Time spent building this context (µs; not part of any output).
     pub build_us: u32,
 }

@@ -172,10 +172,18 @@ impl fmt::Display for Summary {
             r.responses,
             r.shadow,
             c.model,
-            if r.fallback > 0 {
-                format!(" ({} by the fallback: {})", r.fallback, c.fallback_reason.as_deref().unwrap_or("model batch failed"))
-            } else {
-                String::new()
+            match (r.fallback - r.guarded, r.guarded) {
+                (0, 0) => String::new(),
+                (0, guarded) => format!(" ({guarded} by the fallback: the model guard's choice)"),
+                (failed, 0) => format!(
+                    " ({failed} by the fallback: {})",
+                    c.fallback_reason.as_deref().unwrap_or("model batch failed")
+                ),
+                (failed, guarded) => format!(
+                    " ({} by the fallback: {guarded} the model guard's choice, {failed} {})",
+                    r.fallback,
+                    c.fallback_reason.as_deref().unwrap_or("model batch failed")
+                ),
             },
             r.percentile_us(0.50),
             r.percentile_us(0.99),
@@ -185,6 +193,9 @@ impl fmt::Display for Summary {
             stages[1],
             stages[2],
         )?;
+        if r.probes > 0 {
+            write!(f, "\n  guard     {} probes scored by the model and the fallback", r.probes)?;
+        }
         for note in &self.notes {
             write!(f, "\n{note}")?;
         }

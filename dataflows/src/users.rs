@@ -13,10 +13,10 @@
 use crate::interest::Interests;
 use crate::model::{engagement_weight_milli, Enriched};
 use crate::posts::shard_of;
-use crate::serving::RequestContext;
+use crate::serving::{RequestContext, GUARD_TOP};
 use crate::waiting::WaitingEngagements;
 use feedflow_connectors::config::Config;
-use feedflow_connectors::event::{EngagementKind, Event, EventBody, Position};
+use feedflow_connectors::event::{EngagementKind, Event, EventBody, Position, Request};
 use feedflow_operators::hash::{mix64, FastMap};
 use feedflow_operators::tick_batch::TickBatch;
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,8 @@ pub struct Profile {
     hidden_creators: FastMap<u64, i64>,
     /// Creators followed.
     followed: BTreeSet<u64>,
+    /// When the model guard last probed this user (ms).
+    guard_probed: Option<i64>,
     /// Decayed positive weight per category.
     categories: FastMap<String, Decayed>,
     /// Decayed signed weight per creator.
@@ -175,6 +177,8 @@ pub struct Users {
     related_window_ms: u64,
     pairs_per_user: usize,
     anchors: usize,
+    /// Probe interval per user for the model guard (ms); `None` when the guard cannot run.
+    guard_interval_ms: Option<i64>,
 }
 
 impl Users {
@@ -202,6 +206,8 @@ impl Users {
             related_window_ms: s.related_window_ms,
             pairs_per_user: s.related_pairs_per_user,
             anchors: s.related_anchors,
+            guard_interval_ms: (config.ranking.guard.enabled && !config.ranking.model.as_os_str().is_empty())
+                .then_some(config.ranking.guard.probe_interval_ms as i64),
         }
     }
 
@@ -222,6 +228,14 @@ impl Users {
         for r in requests {
             if let Some(context) = self.context(tick, &r) {
                 out.push(UserOutput::Context(Arc::new(context)));
+            }
+        }
+        engagements.sort_by_key(|e| (e.ts, e.position));
+        if let Some(interval) = self.guard_interval_ms {
+            for e in &engagements {
+                if let Some(context) = self.guard_probe(tick, e, interval) {
+                    out.push(UserOutput::Context(Arc::new(context)));
+                }
             }
         }
         self.waiting.expire(tick);
@@ -245,7 +259,6 @@ impl Users {
                 joined.extend(self.join(tick, &event));
             }
         }
-        engagements.sort_by_key(|e| (e.ts, e.position));
         for event in engagements {
             match (self.join(tick, &event), &event.body) {
                 (Some(e), _) => joined.push(e),
@@ -337,6 +350,37 @@ impl Users {
         }
     }
 
+    /// A model-guard probe for a like-or-stronger engagement of `tick`: the context a request
+    /// just before it would have had (state of earlier ticks), at most one per user and
+    /// `interval` ms, and only for a post known before the tick (one that could be offered).
+    fn guard_probe(&mut self, tick: u64, event: &Event, interval: i64) -> Option<RequestContext> {
+        let EventBody::Engagement(e) = &event.body else { return None };
+        if !e.kind.is_positive() || !self.posts.contains_key(&e.post_id) {
+            return None;
+        }
+        let profile = self.profiles.entry(e.user_id).or_default();
+        if profile.guard_probed.is_some_and(|at| event.ts < at.saturating_add(interval)) {
+            return None;
+        }
+        profile.guard_probed = Some(event.ts);
+        let probe = Event {
+            ts: event.ts,
+            event_id: None,
+            position: event.position,
+            body: EventBody::Request(Box::new(Request {
+                request_id: String::new(),
+                user_id: e.user_id,
+                k: GUARD_TOP as u32,
+                device: None,
+                region: None,
+                shadow: true,
+            })),
+        };
+        let mut context = self.context(tick, &probe)?;
+        context.guard_target = Some(e.post_id);
+        Some(context)
+    }
+
     /// The context of a request at `tick`, from the state of earlier ticks.
     fn context(&mut self, tick: u64, event: &Event) -> Option<RequestContext> {
         let EventBody::Request(r) = &event.body else { return None };
@@ -376,6 +420,7 @@ impl Users {
             creator_affinity: Vec::new(),
             actions,
             positives,
+            guard_target: None,
             build_us: 0,
         };
         if let Some(p) = self.profiles.get_mut(&r.user_id) {
