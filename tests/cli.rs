@@ -135,3 +135,29 @@ fn two_processes_give_the_outputs_of_one() {
     assert!(said(0).contains("responses.jsonl"), "{}", said(0));
     assert!(!said(1).contains("responses.jsonl") && said(1).contains("process 1 of 2"), "{}", said(1));
 }
+
+#[test]
+fn a_process_whose_peers_never_come_gives_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("world.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, "[engine]\npeer_wait_ms = 1500\n").unwrap();
+    let hosts = hostfile(dir.path(), 2);
+    let started = std::time::Instant::now();
+    let output = feedflow()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--log")
+        .arg(&log)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["-w", "1", "-n", "2", "-p", "0", "-h"])
+        .arg(&hosts)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "alone, process 0 must not succeed: {stderr}");
+    assert!(stderr.contains("could not reach its peers within engine.peer_wait_ms"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "gave up after {:?}", started.elapsed());
+}

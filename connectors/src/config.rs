@@ -71,6 +71,11 @@ pub struct EngineConfig {
     /// held back by this much, so events within it are applied at their own time.
     #[serde(default)]
     pub allowed_lateness_ms: u64,
+    /// A process of a timely cluster (`-n` > 1) that has not reached all its peers within
+    /// this long gives up with an error (60 s: peers started by hand or by a script; 0 waits
+    /// for ever). SIGINT or SIGTERM stops the wait at once.
+    #[serde(default = "default_peer_wait_ms")]
+    pub peer_wait_ms: u64,
 }
 
 /// Where events come from.
@@ -280,6 +285,9 @@ fn default_tick_ms() -> u64 {
 fn default_workers() -> usize {
     1
 }
+fn default_peer_wait_ms() -> u64 {
+    60_000
+}
 fn default_log() -> PathBuf {
     PathBuf::from("data/sample.jsonl")
 }
@@ -394,7 +402,12 @@ fn default_popular_top_n() -> usize {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { tick_ms: default_tick_ms(), workers: default_workers(), allowed_lateness_ms: 0 }
+        Self {
+            tick_ms: default_tick_ms(),
+            workers: default_workers(),
+            allowed_lateness_ms: 0,
+            peer_wait_ms: default_peer_wait_ms(),
+        }
     }
 }
 impl Default for InputConfig {

@@ -60,7 +60,7 @@ pub struct Live {
     registered: AtomicUsize,
     /// Models validated by the hot-reload watcher, swapped in by every worker's ranker.
     pub(crate) models: Arc<crate::model_reload::ModelWatch>,
-    control: LiveControl,
+    pub(crate) control: LiveControl,
     /// Request latencies (µs, arrival → delivery report) for the summary.
     latencies_us: Arc<Mutex<Vec<u32>>>,
     /// Stage latencies (µs) for the summary, in the order of [`RequestStage`].

@@ -294,6 +294,29 @@ pub fn run_live(config: &Config, options: &RunOptions, control: LiveControl) -> 
     Ok(report)
 }
 
+/// Exits the process if the cluster is not connected within `limit_ms` (0: no limit) or `stop` is
+/// set first (a signal). Once connected, the run stops through its own channels.
+fn watch_peer_wait(connected: Arc<AtomicBool>, stop: Option<Arc<AtomicBool>>, process: usize, processes: usize, limit_ms: u64) {
+    let started = Instant::now();
+    std::thread::spawn(move || loop {
+        if connected.load(Ordering::SeqCst) {
+            return;
+        }
+        if stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            eprintln!("[feedflow] process {process} of {processes}: stopped while waiting for its peers");
+            std::process::exit(130);
+        }
+        if limit_ms > 0 && started.elapsed() >= Duration::from_millis(limit_ms) {
+            eprintln!(
+                "[feedflow] error: process {process} of {processes} could not reach its peers within engine.peer_wait_ms \
+                 ({limit_ms} ms); start every process of the cluster with the same -n and hostfile"
+            );
+            std::process::exit(2);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+}
+
 fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>) -> Result<RunReport, RunError> {
     let (timely_config, local_workers) = if options.timely_args.is_empty() {
         (timely::Config::process(options.workers.max(1)), options.workers.max(1))
@@ -321,7 +344,18 @@ fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>)
     let started = Instant::now();
     let results = Arc::new(Mutex::new(Vec::new()));
     let results_in = results.clone();
+    // timely connects a cluster's processes inside `execute` and cannot be interrupted there:
+    // a watchdog ends a wait that a signal stops or that runs past `engine.peer_wait_ms`.
+    let connected = Arc::new(AtomicBool::new(false));
+    if let timely::CommunicationConfig::Cluster { process, addresses, .. } = &timely_config.communication {
+        let stop = match &*mode {
+            Mode::Live(live) => Some(live.control.shutdown.clone()),
+            Mode::File => None,
+        };
+        watch_peer_wait(connected.clone(), stop, *process, addresses.len(), config.engine.peer_wait_ms);
+    }
     let guards = timely::execute(timely_config, move |worker| {
+        connected.store(true, Ordering::SeqCst);
         let result = run_worker(worker, &config, &options_shared, &shared, local_workers, &mode);
         results_in.lock().expect("no worker panicked while holding the lock").push(result);
     })
