@@ -1,7 +1,7 @@
 //! Live mode against a real broker (Tansu, started by the test on a free port):
 //! responses equal file mode's (with the log in the topics before the engine
-//! starts, and produced while it runs by `feedflow replay` or by an outside
-//! client, fast or paced, with no event late), bad messages reach the `dlq`
+//! starts, and produced while it runs by `feedflow replay`, as fast as possible
+//! or at `--speed 60`, or by an outside client, fast or paced, with no event late), bad messages reach the `dlq`
 //! topic, metrics move, a client outside the project reads the outputs, a
 //! broker restart loses nothing, and the command-line tools work end to end.
 
@@ -285,6 +285,8 @@ fn the_engine_keeps_running_across_a_broker_restart_and_loses_no_response() {
 enum Arrival {
     /// `feedflow replay --to kafka`, as fast as possible.
     Replay,
+    /// `feedflow replay --to kafka --speed N`: event time N times faster than real time.
+    ReplayPaced(f64),
     /// A client outside the project (Python's confluent-kafka), as fast as it can.
     OutsideFast,
     /// The same client paced at this many messages a second.
@@ -294,6 +296,7 @@ enum Arrival {
 fn produce(config: &Config, log: &Path, how: Arrival) {
     match how {
         Arrival::Replay => kafka_tools::replay(config, log, 0.0, false).expect("replay into the topics"),
+        Arrival::ReplayPaced(speed) => kafka_tools::replay(config, log, speed, false).expect("paced replay"),
         Arrival::OutsideFast | Arrival::OutsidePaced(_) => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let python = root.join(".venv/bin/python");
@@ -319,16 +322,35 @@ fn produce(config: &Config, log: &Path, how: Arrival) {
 
 #[test]
 fn a_log_produced_while_the_engine_runs_gets_file_mode_answers() {
-    let world = small_world(24);
     let mut broker = Broker::new();
+    produced_while_running(
+        &mut broker,
+        &small_world(24),
+        &[Arrival::Replay, Arrival::OutsideFast, Arrival::OutsidePaced(1_500)],
+    );
+    // `replay --speed 60` on a world of 15 minutes: 15 s of real time.
+    let short = common::world(feedflow::gen::GenOptions {
+        seed: 25,
+        users: 200,
+        posts: 800,
+        hours: 0.25,
+        ..feedflow::gen::GenOptions::default()
+    });
+    produced_while_running(&mut broker, &short, &[Arrival::ReplayPaced(60.0)]);
+    broker.stop();
+}
+
+/// Produces `world`'s log in each way `hows` while the engine consumes, and checks the answers.
+fn produced_while_running(broker: &mut Broker, world: &common::World, hows: &[Arrival]) {
     let total = requests_in(&world.text);
+    assert!(total > 20, "the world has requests: {total}");
     let mut file_out = None;
-    for how in [Arrival::Replay, Arrival::OutsideFast, Arrival::OutsidePaced(1_500)] {
+    for &how in hows {
         // Partitions reach their end again and again while the log arrives; an idle one may let
         // time pass only up to what was read `idle_ms` earlier. A burst of the whole log through
         // Tansu 0.6.0 left partitions up to ~1 s behind one another here (late events at
         // idle_ms 200 and 500, none at 1,000): 3 s leaves a margin for a busy machine.
-        let mut config = live_config(&broker);
+        let mut config = live_config(broker);
         config.kafka.idle_ms = 3_000;
         let want = file_out.get_or_insert_with(|| {
             let mut file_config = config.clone();
@@ -356,7 +378,6 @@ fn a_log_produced_while_the_engine_runs_gets_file_mode_answers() {
             got.iter().zip(want.iter()).find(|(a, b)| a != b)
         );
     }
-    broker.stop();
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename (what a deploy should do).

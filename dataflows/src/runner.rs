@@ -296,7 +296,13 @@ pub fn run_live(config: &Config, options: &RunOptions, control: LiveControl) -> 
 
 /// Exits the process if the cluster is not connected within `limit_ms` (0: no limit) or `stop` is
 /// set first (a signal). Once connected, the run stops through its own channels.
-fn watch_peer_wait(connected: Arc<AtomicBool>, stop: Option<Arc<AtomicBool>>, process: usize, processes: usize, limit_ms: u64) {
+fn watch_peer_wait(
+    connected: Arc<AtomicBool>,
+    stop: Option<Arc<AtomicBool>>,
+    process: usize,
+    processes: usize,
+    limit_ms: u64,
+) {
     let started = Instant::now();
     std::thread::spawn(move || loop {
         if connected.load(Ordering::SeqCst) {
