@@ -417,10 +417,13 @@ fn run(a: RunArgs) -> Result<()> {
     let d = out.display();
     match (a.process, a.processes) {
         (Some(p), Some(n)) if n > 1 => {
-            println!("  cluster   process {p} of {n}; the counts above are this process's workers'");
             if p == 0 {
+                println!("  cluster   process 0 of {n}; the counts above are the whole cluster's");
                 println!("  outputs   {d}/responses.jsonl, {d}/impressions.jsonl, {d}/trending.jsonl, {d}/dlq.jsonl");
             } else {
+                println!(
+                    "  cluster   process {p} of {n}; the counts above are this process's workers' (process 0 prints the cluster's)"
+                );
                 println!("  outputs   written by process 0 (its {d}/)");
             }
         }

@@ -92,15 +92,21 @@ fn two_processes_give_the_outputs_of_one() {
     text.push_str("not json\n{\"type\":\"engagement\",\"ts\":5}\n{\"type\":\"poke\",\"ts\":1}\n");
     std::fs::write(&log, text).unwrap();
     let files = ["responses.jsonl", "impressions.jsonl", "trending.jsonl", "dlq.jsonl"];
-    let run = |out: &str, extra: &[&str]| {
-        feedflow().args(["run", "--log"]).arg(&log).arg("--out").arg(dir.path().join(out)).args(extra).spawn().unwrap()
-    };
     let read = |out: &str| -> Vec<String> {
         files.iter().map(|f| std::fs::read_to_string(dir.path().join(out).join(f)).unwrap_or_default()).collect()
     };
+    let mut single = Vec::new();
     for (out, workers) in [("one-by-one", "1"), ("one-by-two", "2")] {
-        let status = run(out, &["--workers", workers]).wait().unwrap();
-        assert!(status.success());
+        let output = feedflow()
+            .args(["run", "--log"])
+            .arg(&log)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(["--workers", workers])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        single.push(String::from_utf8_lossy(&output.stdout).to_string());
     }
     let hosts = hostfile(dir.path(), 2);
     let hosts = hosts.to_str().unwrap();
@@ -130,10 +136,20 @@ fn two_processes_give_the_outputs_of_one() {
             assert!(a == b, "{name}: {f} differs from 1 process x 1 worker");
         }
     }
-    // Process 1 writes nothing and says so; process 0 names the outputs.
+    // Process 1 writes nothing and says so; process 0 names the outputs and reports the whole
+    // cluster: the counts of one process of two workers.
     let said = |p: usize| String::from_utf8_lossy(&outputs[p].stdout).to_string();
-    assert!(said(0).contains("responses.jsonl"), "{}", said(0));
+    assert!(said(0).contains("responses.jsonl") && said(0).contains("the whole cluster's"), "{}", said(0));
     assert!(!said(1).contains("responses.jsonl") && said(1).contains("process 1 of 2"), "{}", said(1));
+    let counts = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| ["  accepted", "  dlq", "  posts", "  engagements", "  pools"].iter().any(|p| l.starts_with(p)))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(counts(&single[1]).len(), 5, "{}", single[1]);
+    assert_eq!(counts(&said(0)), counts(&single[1]), "process 0 prints the cluster's totals");
+    assert!(said(0).contains("on 2 worker(s)"), "{}", said(0));
 }
 
 #[test]

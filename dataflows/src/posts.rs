@@ -66,7 +66,7 @@ impl PostState {
 }
 
 /// Counters of the registry.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegistryStats {
     /// Uploads stored.
     pub uploads: u64,

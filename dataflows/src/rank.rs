@@ -62,7 +62,7 @@ pub enum Scorer {
 }
 
 /// Counters of the ranking stage.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RankStats {
     /// Responses produced.
     pub responses: u64,

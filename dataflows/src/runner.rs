@@ -27,6 +27,7 @@ use feedflow_connectors::jsonl::{FileError, LineReader, LineSink, Pacer};
 use feedflow_connectors::kafka::{KafkaError, OutputProducer};
 use feedflow_connectors::{decode, peek_ts, DecodeLimits, DlqRecord};
 use feedflow_operators::dedupe::{Dedupe, SeenIds};
+use feedflow_operators::exchange::exchange;
 use feedflow_operators::hash::hash_bytes;
 use feedflow_operators::split::Split;
 use feedflow_operators::tick_batch::TickBatch;
@@ -38,8 +39,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concat, ConnectLoop, Feedback, Probe};
+use timely::dataflow::operators::{Concat, ConnectLoop, Feedback, Probe, ToStream};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 /// How to run.
@@ -139,8 +141,16 @@ pub struct RunReport {
 
 /// What one worker hands back.
 struct WorkerResult {
-    counters: Counters,
+    totals: WorkerTotals,
     snapshot: Option<Snapshot>,
+    /// At worker 0 of a cluster of several processes: every worker's totals (its own included).
+    cluster: Vec<WorkerTotals>,
+}
+
+/// What one worker counted, as the summary adds it up (shipped to worker 0 in a cluster).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct WorkerTotals {
+    counters: Counters,
     trending_changes: u64,
     trending_pool: u64,
     fresh_pool: u64,
@@ -371,9 +381,13 @@ fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>)
     }
     let elapsed = started.elapsed();
     let results = std::mem::take(&mut *results.lock().expect("workers are done"));
-    let mut summary = Summary { workers: results.len(), elapsed, ..Summary::default() };
-    let mut snapshot: Option<Snapshot> = None;
-    for r in results {
+    // A cluster's process 0 reports the whole cluster (its worker 0 gathered every worker's
+    // totals); any other process, and a single process, reports its own workers.
+    let cluster: Vec<WorkerTotals> = results.iter().flat_map(|r| r.cluster.iter().cloned()).collect();
+    let totals: Vec<WorkerTotals> =
+        if cluster.is_empty() { results.iter().map(|r| r.totals.clone()).collect() } else { cluster };
+    let mut summary = Summary { workers: totals.len(), elapsed, ..Summary::default() };
+    for r in totals {
         if let Some(e) = r.error {
             return Err(RunError::Dataflow(e));
         }
@@ -382,6 +396,12 @@ fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>)
         summary.trending_pool += r.trending_pool;
         summary.fresh_pool += r.fresh_pool;
         summary.popular += r.popular;
+    }
+    if let Some(e) = results.iter().find_map(|r| r.totals.error.clone()) {
+        return Err(RunError::Dataflow(e));
+    }
+    let mut snapshot: Option<Snapshot> = None;
+    for r in results {
         if let Some(part) = r.snapshot {
             let whole = snapshot.get_or_insert_with(Snapshot::default);
             whole.last_tick = part.last_tick;
@@ -673,17 +693,35 @@ fn run_worker(
         let at_ts = ((final_tick + 1) * tick_ms) as i64;
         collect_snapshot(&reg, users, &pool, &fresh, popular_list.clone(), final_tick, at_ts)
     });
-    let trending_changes = *trending_changes.borrow();
-    let result = WorkerResult {
+    let totals = WorkerTotals {
         counters: c,
-        snapshot,
-        trending_changes,
+        trending_changes: *trending_changes.borrow(),
         trending_pool: pool.borrow().len() as u64,
         fresh_pool: fresh.borrow().len() as u64,
         popular: popular_list.len() as u64,
         error: error.borrow().clone(),
     };
-    result
+    drop((reg, users_state, rank));
+    let cluster = if peers > local_workers { gather_at_first(worker, totals.clone()) } else { Vec::new() };
+    WorkerResult { totals, snapshot, cluster }
+}
+
+/// Every worker's `part`, gathered at worker 0 of the cluster (empty at the others): a small
+/// dataflow built after the main one, in the same order on every worker.
+fn gather_at_first<T: timely::ExchangeData>(worker: &mut timely::worker::Worker, part: T) -> Vec<T> {
+    let gathered = Rc::new(RefCell::new(Vec::new()));
+    let sink = gathered.clone();
+    worker.dataflow::<u64, _, _>(move |scope| {
+        vec![part].to_stream(scope).container::<Vec<T>>().sink(
+            exchange(|_: &T| 0),
+            "Gather",
+            move |(input, _frontier)| {
+                input.for_each(|_, data| sink.borrow_mut().append(data));
+            },
+        );
+    });
+    while worker.step_or_park(None) {}
+    gathered.take()
 }
 
 fn collect_snapshot(

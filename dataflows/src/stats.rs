@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Counters kept by one worker; summed over workers at the end.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Input lines (messages) read.
     pub lines: u64,
