@@ -27,8 +27,8 @@ Split by time, not by user: rows whose request ts >= --validation-from-ts are
 the validation period (default: the last 20 % of the impressions' time span);
 the rest train. Validation is a pure holdout: nothing is tuned or stopped on it.
 
-Model: one LightGBM booster per head, 150 rounds each (fixed: no early
-stopping), 15 leaves, learning rate 0.05, lambda_l2 1, feature_fraction 0.8
+Model: one LightGBM booster per head, 150 rounds each by default (--rounds;
+fixed: no early stopping), 15 leaves, learning rate 0.05 (--learning-rate), lambda_l2 1, feature_fraction 0.8
 (seeded), min_data_in_leaf =
 training rows / 2000 clamped to [20, 500]. The six binary heads use the
 `binary` objective, unweighted, so their outputs are probabilities (weighting
@@ -257,10 +257,10 @@ def make_labels(users, posts, times, engagements, horizon):
     return Y
 
 
-def lgb_params(seed, min_data_in_leaf):
+def lgb_params(seed, min_data_in_leaf, learning_rate=0.05):
     """Parameters shared by every head (the objective is per head)."""
     return {
-        "boosting": "gbdt", "learning_rate": 0.05, "num_leaves": 15, "max_depth": -1,
+        "boosting": "gbdt", "learning_rate": learning_rate, "num_leaves": 15, "max_depth": -1,
         "min_data_in_leaf": min_data_in_leaf, "min_sum_hessian_in_leaf": 1e-3, "lambda_l2": 1.0,
         "feature_fraction": 0.8, "bagging_fraction": 1.0, "bagging_freq": 0, "max_bin": 255,
         "feature_pre_filter": False, "deterministic": True, "force_row_wise": True,
@@ -268,18 +268,18 @@ def lgb_params(seed, min_data_in_leaf):
     }
 
 
-def train_heads(lgb, X, Y, seed):
+def train_heads(lgb, X, Y, seed, num_rounds=NUM_BOOST_ROUND, learning_rate=0.05):
     """One booster per head on the training rows; returns (boosters, constant heads, params)."""
     n = len(X)
     min_data_in_leaf = int(min(500, max(20, n // 2000)))
-    base = lgb_params(seed, min_data_in_leaf)
+    base = lgb_params(seed, min_data_in_leaf, learning_rate)
     dataset = lgb.Dataset(X, label=np.zeros(n), params=dict(base), free_raw_data=False).construct()
     boosters, constant = [], []
     for k, head in enumerate(HEADS):
         y = Y[:, k] if k == DWELL else (Y[:, k] > 0).astype(np.float64)
         npos = int((y > 0).sum())
         params = dict(base, objective="regression" if k == DWELL else "binary")
-        rounds = NUM_BOOST_ROUND
+        rounds = num_rounds
         if npos < MIN_POSITIVES:  # no split can gain: one leaf holding the base rate
             params["min_gain_to_split"] = 1e300
             rounds = 1
@@ -529,6 +529,9 @@ def main(argv=None):
     ap.add_argument("--out-meta", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--horizon-ms", type=int, default=60_000)
+    ap.add_argument("--rounds", type=int, default=NUM_BOOST_ROUND,
+                    help="boosting rounds per head (trees per head: the serving cost grows with them)")
+    ap.add_argument("--learning-rate", type=float, default=0.05)
     ap.add_argument("--validation-from-ts", type=int, default=None, metavar="MS",
                     help="rows whose request ts >= MS validate (default: the last 20%% of the time span)")
     ap.add_argument("--head-weights", default=DEFAULT_HEAD_WEIGHTS,
@@ -599,8 +602,8 @@ def main(argv=None):
         raise UserError(f"{unchecked}: cannot compare the model with the fallback "
                         f"(--validation-from-ts moves the split; --allow-worse writes a model anyway)")
     print(f"training on {len(tr)} rows (ts < {cut}), validating on {len(va)} rows (ts >= {cut}); "
-          f"{NUM_BOOST_ROUND} rounds per head, 1 thread")
-    boosters, constant, params = train_heads(lgb, X[tr], Y[tr], args.seed)
+          f"{args.rounds} rounds per head at learning rate {args.learning_rate}, 1 thread")
+    boosters, constant, params = train_heads(lgb, X[tr], Y[tr], args.seed, args.rounds, args.learning_rate)
     print(f"trained in {time.monotonic() - started:.1f}s")
 
     val_auc, val_loss, hr = {}, {}, {}
@@ -673,7 +676,7 @@ def main(argv=None):
             "constant_heads": constant,
             "library": f"lightgbm {lgb.__version__}", "exporter": f"onnxmltools {onnxmltools.__version__}",
             "objectives": {h: ("regression" if k == DWELL else "binary") for k, h in enumerate(HEADS)},
-            "num_boost_round": NUM_BOOST_ROUND, "params": params,
+            "num_boost_round": args.rounds, "params": params,
             "trees": {h: b.num_trees() for h, b in zip(HEADS, boosters)},
             "head_weights": dict(zip(HEADS, head_weights)),
             "validation": {"auc": val_auc, "logloss": val_loss, f"hr@{TOP_K}": hr or None},

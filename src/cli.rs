@@ -203,6 +203,12 @@ struct TrainArgs {
     /// Write the model even if it ranks worse than the fallback on the validation period.
     #[arg(long)]
     allow_worse: bool,
+    /// Boosting rounds (trees) per head: the serving cost grows with them.
+    #[arg(long, default_value_t = 150)]
+    rounds: usize,
+    /// The learner's learning rate (fewer rounds want a larger one).
+    #[arg(long, default_value_t = 0.05)]
+    learning_rate: f64,
     /// Validate on the requests at or after this event time (ms; default: the last 20 % of their span).
     #[arg(long)]
     validation_from_ts: Option<i64>,
@@ -464,8 +470,11 @@ fn train_command(a: TrainArgs) -> Result<()> {
     if !a.log.exists() {
         bail!("the log {} does not exist", a.log.display());
     }
-    if a.requests == 0 || a.horizon_ms == 0 {
-        bail!("--requests and --horizon-ms must be at least 1");
+    if a.requests == 0 || a.horizon_ms == 0 || a.rounds == 0 {
+        bail!("--requests, --horizon-ms and --rounds must be at least 1");
+    }
+    if !(a.learning_rate > 0.0 && a.learning_rate <= 1.0) {
+        bail!("--learning-rate must be in (0, 1]");
     }
     let options = TrainOptions {
         log: a.log,
@@ -475,6 +484,8 @@ fn train_command(a: TrainArgs) -> Result<()> {
         requests: a.requests,
         horizon_ms: a.horizon_ms,
         allow_worse: a.allow_worse,
+        rounds: a.rounds,
+        learning_rate: a.learning_rate,
         validation_from_ts: a.validation_from_ts,
         labels: None,
     };

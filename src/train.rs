@@ -38,6 +38,10 @@ pub struct TrainOptions {
     pub horizon_ms: u64,
     /// Write the model even when it ranks worse than the fallback on the validation period.
     pub allow_worse: bool,
+    /// Boosting rounds per head (trees per head; serving cost grows with them).
+    pub rounds: usize,
+    /// The learner's learning rate (fewer rounds want a larger one).
+    pub learning_rate: f64,
     /// Validation is the requests at or after this time (default: the last 20 % of their span).
     pub validation_from_ts: Option<i64>,
     /// Where the labels come from, when not from `log` itself (the same events, e.g. with
@@ -46,7 +50,8 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// Defaults for training on `log` into `out`: seed 1, 2 workers, 8,000 requests, 60 s horizon.
+    /// Defaults for training on `log` into `out`: seed 1, 2 workers, 8,000 requests, 60 s horizon,
+    /// 150 rounds per head at learning rate 0.05.
     pub fn new(log: &Path, out: &Path) -> Self {
         Self {
             log: log.to_path_buf(),
@@ -56,6 +61,8 @@ impl TrainOptions {
             requests: 8000,
             horizon_ms: 60_000,
             allow_worse: false,
+            rounds: 150,
+            learning_rate: 0.05,
             validation_from_ts: None,
             labels: None,
         }
@@ -127,7 +134,11 @@ pub fn train(config: &Config, options: &TrainOptions) -> Result<PathBuf> {
         .arg("--head-weights")
         .arg(weights.join(","))
         .arg("--targets")
-        .arg(&targets);
+        .arg(&targets)
+        .arg("--rounds")
+        .arg(options.rounds.to_string())
+        .arg("--learning-rate")
+        .arg(options.learning_rate.to_string());
     if options.allow_worse {
         command.arg("--allow-worse");
     }

@@ -5,8 +5,11 @@
 //! rankers would have found what users went on to like. For a like-or-stronger
 //! engagement (at most one per user and `probe_interval_ms`), the user's worker ranks a
 //! probe: the request the user would have made just before it, from the state of
-//! earlier ticks, with the usual filters (so a post the engine had just served them
-//! does not count: the evidence is what users found without our page). Ranking scores
+//! earlier ticks, with the usual filters but the served one (what follows a page is
+//! mostly engagement with its posts; leaving those out weighs the evidence towards
+//! what users find elsewhere). So in a live feed the evidence leans towards the ranker
+//! that serves, and the guard is conservative there; it acts on logs whose engagements
+//! do not come from the engine's pages (a replayed or imported log). Ranking scores
 //! the probe with the model and with the fallback and notes whether the engaged post
 //! is in each one's top [`GUARD_TOP`](crate::serving::GUARD_TOP). Only probes where exactly
 //! one of them holds it say anything (a sign test, as McNemar's); their counts, decayed

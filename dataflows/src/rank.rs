@@ -314,7 +314,11 @@ impl Ranker {
         rows.sort_by_key(|r| r.post_id);
         // Served posts are dropped after each source's global top-k is taken: every worker's
         // top-k is taken before this filter too, so the result is the same for any worker count.
-        let unseen: Vec<bool> = rows.iter().map(|r| !served.contains_key(&r.post_id)).collect();
+        // A guard probe keeps the posts served to the user: the engagements that follow a page are
+        // mostly with its posts, and leaving them out would weigh the probes towards what users
+        // find elsewhere (on a generated world that favoured the popularity-heavy fallback).
+        let probe = context.guard_target.is_some();
+        let unseen: Vec<bool> = rows.iter().map(|r| probe || !served.contains_key(&r.post_id)).collect();
 
         // Each source keeps its global top-k.
         let mut proposed = vec![Proposed { best_rank: usize::MAX, ..Proposed::default() }; rows.len()];
