@@ -323,12 +323,14 @@ fn the_fallback_answers_when_the_model_is_missing_or_corrupt() {
         assert_eq!(lines(&out.join("responses.jsonl")).len(), count, "never a missing response");
     }
 
-    // The committed model answers, and says which one it is.
+    // The committed model answers, and says which one it is (the model guard, which may hand
+    // answers to the fallback on evidence, is tested on its own below).
     let config = Config {
         ranking: feedflow::connectors::config::RankingConfig {
             model: models.join("ranker.onnx"),
             metadata: models.join("ranker.json"),
             onnxruntime_lib: Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/libonnxruntime.so"),
+            guard: feedflow::connectors::config::GuardConfig { enabled: false, ..Default::default() },
             ..Default::default()
         },
         ..Config::default()
