@@ -83,7 +83,7 @@ impl ModelGuard {
     /// every one while the evidence is short, one in [`SAMPLE_ONE_IN`] once the decayed wins
     /// that decide reach [`EVIDENCE_ENOUGH`] (scoring a probe costs as much as a request).
     pub fn wants_probe(&self, key: u64) -> bool {
-        self.model_wins + self.fallback_wins < EVIDENCE_ENOUGH || key % SAMPLE_ONE_IN == 0
+        self.model_wins + self.fallback_wins < EVIDENCE_ENOUGH || key.is_multiple_of(SAMPLE_ONE_IN)
     }
 
     /// Whether the fallback should answer instead of the model.

@@ -383,22 +383,19 @@ fn run(config: &Config, options: &RunOptions, mode: Mode, metrics: Arc<Metrics>)
     let results = std::mem::take(&mut *results.lock().expect("workers are done"));
     // A cluster's process 0 reports the whole cluster (its worker 0 gathered every worker's
     // totals); any other process, and a single process, reports its own workers.
-    let cluster: Vec<WorkerTotals> = results.iter().flat_map(|r| r.cluster.iter().cloned()).collect();
-    let totals: Vec<WorkerTotals> =
-        if cluster.is_empty() { results.iter().map(|r| r.totals.clone()).collect() } else { cluster };
+    let cluster: Vec<&WorkerTotals> = results.iter().flat_map(|r| &r.cluster).collect();
+    let totals: Vec<&WorkerTotals> =
+        if cluster.is_empty() { results.iter().map(|r| &r.totals).collect() } else { cluster };
     let mut summary = Summary { workers: totals.len(), elapsed, ..Summary::default() };
     for r in totals {
-        if let Some(e) = r.error {
-            return Err(RunError::Dataflow(e));
+        if let Some(e) = &r.error {
+            return Err(RunError::Dataflow(e.clone()));
         }
         summary.counters.merge(&r.counters);
         summary.trending_changes += r.trending_changes;
         summary.trending_pool += r.trending_pool;
         summary.fresh_pool += r.fresh_pool;
         summary.popular += r.popular;
-    }
-    if let Some(e) = results.iter().find_map(|r| r.totals.error.clone()) {
-        return Err(RunError::Dataflow(e));
     }
     let mut snapshot: Option<Snapshot> = None;
     for r in results {
