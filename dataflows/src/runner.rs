@@ -471,6 +471,7 @@ fn run_worker(
     let dedupe_ticks = config.ticks(config.dedupe.horizon_ms);
     let tick_ms = config.engine.tick_ms;
 
+    let main_dataflow = worker.next_dataflow_index();
     let (pool, fresh, mut events_in, mut dlq_in) = worker.dataflow::<u64, _, _>(|scope| {
         let dup_counters = counters.clone();
         let dup_metrics = metrics.clone();
@@ -616,6 +617,7 @@ fn run_worker(
         )
         .probe_with(&probe);
 
+        fresh.inner.clone().probe_with(&probe);
         let pool = snapshot(pool, horizon.clone());
         let fresh = snapshot(fresh, horizon.clone());
         (pool, fresh, events_in, dlq_in)
@@ -652,13 +654,24 @@ fn run_worker(
     // and only then publishes the horizon and closes its inputs.
     shared.max_read.fetch_max(last_tick, Ordering::SeqCst);
     shared.finished.fetch_add(1, Ordering::SeqCst);
-    while shared.finished.load(Ordering::SeqCst) < local_workers {
-        worker.step();
-    }
-    shared.horizon.store(shared.max_read.load(Ordering::SeqCst), Ordering::SeqCst);
+    // This worker reads nothing more: its inputs stop holding time back, so that the others,
+    // still reading (and waiting for the graph to come within `MAX_LAG_TICKS` of their input),
+    // are not left waiting for it.
     events_in.close();
     dlq_in.close();
-    while worker.step_or_park(None) {}
+    while shared.finished.load(Ordering::SeqCst) < local_workers {
+        worker.step_or_park(Some(Duration::from_millis(1)));
+    }
+    let horizon = shared.max_read.load(Ordering::SeqCst);
+    shared.horizon.store(horizon, Ordering::SeqCst);
+    // Every tick up to the horizon is computed, and the run stops there: outputs end at the horizon, and what
+    // the windows would still do after it (expiries up to `baseline_window` later, each at its
+    // own tick) is work for nothing, a long one with short ticks.
+    let end = horizon.saturating_add(1);
+    while probe.less_than(&end) {
+        worker.step_or_park(None);
+    }
+    worker.drop_dataflow(main_dataflow);
 
     let final_tick = shared.horizon.load(Ordering::SeqCst);
     for writer in [&trending_writer, &dlq_writer, &responses_writer, &impressions_writer] {
