@@ -1,6 +1,6 @@
-//! Kafka round trips against a real Tansu broker: exactly-once delivery, restarts, latency.
+//! Kafka round trips against a real broker (nisshi or Tansu): exactly-once delivery, restarts, latency.
 //!
-//! Needs `.tools/tansu/bin/tansu` (scripts/setup installs it); the fixture panics without it.
+//! Needs the broker of `scripts/setup --broker` under `.tools/`; the fixture panics without it.
 
 mod common;
 
@@ -240,11 +240,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Measures how Tansu behaves for the Kafka connectors and prints a report; run with
+/// Measures how the broker behaves for the Kafka connectors and prints a report; run with
 /// `cargo test --release --test broker -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check"]
-fn measure_tansu() {
+fn measure_broker() {
     let mut broker = Broker::new();
     let mut starts = vec![broker.last_start.as_secs_f64() * 1000.0];
     for _ in 0..4 {

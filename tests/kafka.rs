@@ -1,7 +1,8 @@
-//! Live mode against a real broker (Tansu, started by the test on a free port):
+//! Live mode against a real broker (nisshi or Tansu, started by the test on a free port):
 //! responses equal file mode's (with the log in the topics before the engine
 //! starts, and produced while it runs by `feedflow replay`, as fast as possible
-//! or at `--speed 60`, or by an outside client, fast or paced, with no event late), bad messages reach the `dlq`
+//! or at `--speed 60`, or by an outside client, fast or paced, with no event late; and by a
+//! client stamping `ts` with the wall clock, answered without waiting `idle_ms`), bad messages reach the `dlq`
 //! topic, metrics move, a client outside the project reads the outputs, a
 //! broker restart loses nothing, and the command-line tools work end to end.
 
@@ -378,6 +379,66 @@ fn produced_while_running(broker: &mut Broker, world: &common::World, hows: &[Ar
             got.iter().zip(want.iter()).find(|(a, b)| a != b)
         );
     }
+}
+
+#[test]
+fn a_service_on_the_wall_clock_is_answered_without_waiting_for_quiet_partitions() {
+    let mut broker = Broker::new();
+    // 15 minutes of log time played 60× faster, each event stamped with the wall clock as it is sent.
+    let world = common::world(feedflow::gen::GenOptions {
+        seed: 26,
+        users: 200,
+        posts: 800,
+        hours: 0.25,
+        ..feedflow::gen::GenOptions::default()
+    });
+    let total = requests_in(&world.text);
+    let mut config = live_config(&broker);
+    // Without the wall clock, the last requests would wait for quiet partitions to be idle 20 s.
+    config.kafka.idle_ms = 20_000;
+    config.kafka.wall_clock_lateness_ms = 500;
+    let (engine, metrics, shutdown) = start_until_shutdown(&config);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let rebased = world.dir.path().join("rebased.jsonl");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/python/produce_log.py"))
+        .args(["--brokers", &config.kafka.bootstrap_servers, "--log"])
+        .arg(&world.log)
+        .args(["--now-speed", "60", "--rebased-log"])
+        .arg(&rebased)
+        .args(["--uploads", &config.kafka.topic("uploads")])
+        .args(["--engagements", &config.kafka.topic("engagements")])
+        .args(["--requests", &config.kafka.topic("requests")])
+        .output()
+        .expect("run the Python producer");
+    assert!(output.status.success(), "python producer failed: {}", String::from_utf8_lossy(&output.stderr));
+    let sent_at = Instant::now();
+    wait_for("every response", Duration::from_secs(60), || answered(&metrics) >= total);
+    let last_answered_after = sent_at.elapsed();
+    shutdown.store(true, Ordering::SeqCst);
+    let report = engine.join().expect("engine thread");
+    assert!(
+        last_answered_after < Duration::from_secs(10),
+        "the last requests were answered {last_answered_after:?} after the last event was sent: \
+         the partitions at their end followed the wall clock, not the 20 s idle rule"
+    );
+    assert_eq!(report.summary.counters.late, 0, "every event reached the engine within 500 ms of its ts");
+    assert_eq!(report.summary.counters.rank.responses as usize, total, "one answer per request");
+
+    let mut file_config = config.clone();
+    file_config.input.source = SourceKind::File;
+    let out = world.dir.path().join("file-rebased");
+    replay(&file_config, &rebased, &out, 1);
+    let want = sorted(file_lines(&out.join("responses.jsonl")));
+    let got = sorted(read_topic(&config, "responses", world.dir.path()));
+    assert_eq!(got.len(), total, "one response per request on the topic");
+    assert!(
+        got == want,
+        "live responses must equal file mode's for the log as sent (first difference: {:?})",
+        got.iter().zip(want.iter()).find(|(a, b)| a != b)
+    );
+    broker.stop();
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename (what a deploy should do).

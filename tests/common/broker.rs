@@ -1,15 +1,17 @@
-//! A real Kafka-protocol broker for tests: Tansu as a child process on a free loopback port.
+//! A real Kafka-protocol broker for tests: nisshi (or Tansu) as a child process on a free loopback port.
 //!
 //! Each [`Broker`] owns a temporary directory that is the child's working
-//! directory and holds its SQLite storage (`sqlite://broker.db`, which Tansu
+//! directory and holds its SQLite storage (`sqlite://broker.db`, which the broker
 //! resolves against its working directory) and its log, so [`Broker::stop`]
 //! followed by [`Broker::start`] brings back the same broker, topics and
-//! messages on the same port. Tansu is installed by `scripts/setup --broker` under
-//! `.tools/tansu`; without it the fixture panics rather than letting tests pass.
+//! messages on the same port. `scripts/setup --broker` installs nisshi 0.8.1 under
+//! `.tools/nisshi`, or Tansu 0.6.0 under `.tools/tansu` where no toolchain can build
+//! nisshi; the fixture runs the one installed (nisshi first; `FEEDFLOW_BROKER=tansu`
+//! picks Tansu) and panics when there is none rather than letting tests pass.
 //!
-//! Notes on Tansu 0.6.0 that the tests rely on: topics are not auto-created;
-//! consumer-group joins are slow (~20 s), so consumers `assign` partitions.
-//! DeleteTopics on its SQLite engine deletes *every* topic of the cluster
+//! Notes that the tests rely on: topics are not auto-created; consumer-group
+//! joins are slow (~20 s on Tansu), so consumers `assign` partitions.
+//! DeleteTopics on Tansu 0.6.0's SQLite engine deletes *every* topic of the cluster
 //! (its `topic_delete_by.sql` matches on the cluster, not the topic), so the
 //! fixture cleans up by dropping the whole storage directory instead.
 
@@ -28,7 +30,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an admin request (create or delete topics) may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A Tansu broker child process with its own storage; on drop it is killed and its storage
+/// A broker child process with its own storage; on drop it is killed and its storage
 /// (with every topic it created) removed.
 pub struct Broker {
     dir: tempfile::TempDir,
@@ -44,7 +46,7 @@ impl Broker {
         let binary = binary();
         assert!(
             binary.is_file(),
-            "the Tansu broker {} is missing; run scripts/setup --broker to install it",
+            "the broker {} is missing; run scripts/setup --broker to install it",
             binary.display()
         );
         let dir = tempfile::Builder::new().prefix("feedflow-broker-").tempdir().expect("temp dir");
@@ -58,7 +60,7 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// A client configuration pointing at this broker, with the settings Tansu needs.
+    /// A client configuration pointing at this broker.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.bootstrap());
@@ -104,12 +106,12 @@ impl Broker {
                 break;
             }
             if !self.is_running() {
-                panic!("the Tansu broker exited during start-up; its log:\n{}", self.log_tail());
+                panic!("the broker exited during start-up; its log:\n{}", self.log_tail());
             }
             if started.elapsed() > START_TIMEOUT {
                 self.stop();
                 panic!(
-                    "the Tansu broker did not listen on {target} within {START_TIMEOUT:?}; its log:\n{}",
+                    "the broker did not listen on {target} within {START_TIMEOUT:?}; its log:\n{}",
                     self.log_tail()
                 );
             }
@@ -194,9 +196,23 @@ pub fn random_prefix() -> String {
     format!("t{:x}{}{}-", nanos, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The Tansu binary installed by scripts/setup --broker.
+/// The broker binary installed by scripts/setup --broker: nisshi's unless only Tansu's is
+/// there or `FEEDFLOW_BROKER=tansu` asks for it.
 fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/tansu/bin/tansu")
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools");
+    let nisshi = tools.join("nisshi/bin/nisshi");
+    match std::env::var("FEEDFLOW_BROKER").as_deref() {
+        Ok("tansu") => tools.join("tansu/bin/tansu"),
+        Ok("nisshi") => nisshi,
+        _ if nisshi.is_file() => nisshi,
+        _ => tools.join("tansu/bin/tansu"),
+    }
+}
+
+/// Which broker the tests run: `nisshi` or `tansu`.
+#[allow(dead_code)]
+pub fn kind() -> String {
+    binary().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// A loopback port nothing listens on right now.
