@@ -4,7 +4,7 @@
 //! Used by `scripts/bench live`, which starts the broker and the engine:
 //!
 //! ```text
-//! cargo run --release --example live_load -- preload --brokers 127.0.0.1:9092 --config config/kafka.toml --posts 100000
+//! cargo run --release --example live_load -- preload --brokers 127.0.0.1:9092 --config config/kafka.toml --posts 100000 [--log history.jsonl]
 //! cargo run --release --example live_load -- load --brokers 127.0.0.1:9092 --config config/kafka.toml --seconds 60
 //! cargo run --release --example live_load -- drain --brokers 127.0.0.1:9092 --config config/kafka.toml
 //! ```
@@ -79,6 +79,8 @@ struct Args {
     engagement_rate: f64,
     upload_rate: f64,
     out: Option<String>,
+    /// preload: also write the history as a JSONL log (the file-mode reference for the ingest rate).
+    log: Option<String>,
 }
 
 fn parse() -> Result<Args> {
@@ -98,6 +100,7 @@ fn parse() -> Result<Args> {
         engagement_rate: 2000.0,
         upload_rate: 20.0,
         out: None,
+        log: None,
     };
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -113,6 +116,7 @@ fn parse() -> Result<Args> {
             "--engagement-rate" => a.engagement_rate = value.parse()?,
             "--upload-rate" => a.upload_rate = value.parse()?,
             "--out" => a.out = Some(value),
+            "--log" => a.log = Some(value),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -134,17 +138,34 @@ fn preload(a: &Args) -> Result<()> {
     let span = 30 * 60 * 1000;
     let total = a.posts + a.history_engagements;
     let started = Instant::now();
+    let mut log = match &a.log {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("create {path}"))?)),
+        None => None,
+    };
+    let mut write_log = |line: &str| -> Result<()> {
+        if let Some(log) = log.as_mut() {
+            use std::io::Write;
+            writeln!(log, "{line}")?;
+        }
+        Ok(())
+    };
     // Interleaved in time order: post i is uploaded at its share of the span, engagements follow.
     let mut e = 0u64;
     for i in 0..a.posts {
         let ts = end - span + (i as i64 * span / a.posts as i64);
         let line = upload(&mut rng, i + 1, ts);
         producer.send(&uploads, Some((i + 1).to_string().as_bytes()), line.as_bytes(), None);
+        write_log(&line)?;
         while e * a.posts < (i + 1) * a.history_engagements {
             let (user, line) = engagement(&mut rng, a.users, i + 1, ts);
             producer.send(&engagements, Some(user.to_string().as_bytes()), line.as_bytes(), None);
+            write_log(&line)?;
             e += 1;
         }
+    }
+    if let Some(mut log) = log {
+        use std::io::Write;
+        log.flush()?;
     }
     let left = producer.flush(Duration::from_secs(120));
     if left > 0 {

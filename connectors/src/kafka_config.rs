@@ -63,6 +63,14 @@ pub struct KafkaConfig {
     /// with `degraded:"partial_prefix"` (DESIGN.md §2).
     #[serde(default = "default_max_request_wait_ms")]
     pub max_request_wait_ms: u64,
+    /// For producers that stamp `ts` with the current time: while the newest event read is that
+    /// current (its tick ends within `idle_ms` of this machine's clock), a partition at its end
+    /// holds event time back to now minus this at most, instead of waiting `idle_ms`. Exact for
+    /// events that reach the consumer within this long of their `ts`; a later one is late
+    /// (counted, and the requests it missed say `degraded:"late_input"`). Logs replayed with
+    /// their own older timestamps are never that current, so it does not apply to them. 0: off.
+    #[serde(default = "default_wall_clock_lateness_ms")]
+    pub wall_clock_lateness_ms: u64,
     /// Longest wait of one consumer poll; bounds how late a stop or an idle check is noticed.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
@@ -150,6 +158,10 @@ fn default_idle_ms() -> u64 {
 fn default_max_request_wait_ms() -> u64 {
     1_000
 }
+/// Produce (linger) and one fetch through a broker on the same network, with room for a hiccup.
+fn default_wall_clock_lateness_ms() -> u64 {
+    100
+}
 fn default_poll_ms() -> u64 {
     5
 }
@@ -201,6 +213,7 @@ impl Default for KafkaConfig {
             replication_factor: default_replication(),
             start_from: StartFrom::default(),
             idle_ms: default_idle_ms(),
+            wall_clock_lateness_ms: default_wall_clock_lateness_ms(),
             max_request_wait_ms: default_max_request_wait_ms(),
             poll_ms: default_poll_ms(),
             idempotent: true,

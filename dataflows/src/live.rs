@@ -17,6 +17,17 @@
 //! frontier past its tick; the ticks skipped that way are remembered so that
 //! its response says `degraded:"partial_prefix"`.
 //!
+//! Producers that stamp `ts` with their own clock (`ts` ≈ now, the production
+//! shape) need not wait `idle_ms`: with [`WallClock`], while the newest event
+//! read is current (its tick ends within `idle_ms` of the wall clock), a
+//! partition at its end holds time at `now − wall_clock_lateness_ms` at most,
+//! like a bounded-out-of-orderness watermark. That is exact for events that
+//! reach the consumer within the lateness of their `ts`; a later one is late:
+//! applied at the frontier, counted, and the requests of the ticks it missed
+//! that are still unanswered say `degraded:"late_input"`. A recorded log
+//! replayed with its own (old) timestamps is never current, so the rule stays
+//! out of its way.
+//!
 //! One clock is shared by the workers of a process; each worker reports its own
 //! partitions and every worker reads the same frontier.
 
@@ -48,6 +59,8 @@ struct ClockState {
     waiting: BTreeMap<u64, Instant>,
     /// Tick ranges `[from, to)` the frontier skipped for a waiting request.
     partial: Vec<(u64, u64)>,
+    /// Tick ranges `[from, to)` a late event belonged to but was applied after.
+    late: Vec<(u64, u64)>,
     /// For each tick with requests that the frontier passed since the last `take_input_waits`:
     /// how long its earliest request waited for it.
     input_waits: Vec<Duration>,
@@ -59,7 +72,44 @@ pub struct LiveClock {
     idle: Duration,
     max_request_wait: Duration,
     lateness_ticks: u64,
+    wall: Option<WallClock>,
     state: Mutex<ClockState>,
+}
+
+/// The wall clock that producers stamping `ts` ≈ now are trusted to follow (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    /// An instant and the Unix time in ms at that instant: wall time is measured from there.
+    pub origin: (Instant, i64),
+    /// Events reach the consumer within this long of their `ts`.
+    pub lateness: Duration,
+    pub tick_ms: u64,
+}
+
+impl WallClock {
+    /// The wall clock of this machine now, with `lateness` and `tick_ms`.
+    pub fn system(lateness: Duration, tick_ms: u64) -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Self { origin: (Instant::now(), unix_ms), lateness, tick_ms: tick_ms.max(1) }
+    }
+
+    fn unix_ms(&self, now: Instant) -> i64 {
+        self.origin.1 + now.saturating_duration_since(self.origin.0).as_millis() as i64
+    }
+
+    /// The tick an at-end partition lets time reach at `now` when the newest tick read is `newest`:
+    /// none unless that tick ended within `idle` of the wall clock (the producers are current).
+    fn holds_at(&self, now: Instant, newest: Option<u64>, idle: Duration) -> Option<u64> {
+        let wall = self.unix_ms(now);
+        let newest_end = (newest? + 1).saturating_mul(self.tick_ms) as i64;
+        if newest_end + idle.as_millis() as i64 >= wall {
+            Some((wall - self.lateness.as_millis() as i64).max(0) as u64 / self.tick_ms)
+        } else {
+            None
+        }
+    }
 }
 
 /// The frontier and what moved it, for metrics and progress lines.
@@ -76,7 +126,13 @@ pub struct Frontier {
 impl LiveClock {
     /// A clock with the config's `idle_ms`, `max_request_wait_ms` and lateness in ticks.
     pub fn new(idle: Duration, max_request_wait: Duration, lateness_ticks: u64) -> Self {
-        Self { idle, max_request_wait, lateness_ticks, state: Mutex::new(ClockState::default()) }
+        Self { idle, max_request_wait, lateness_ticks, wall: None, state: Mutex::new(ClockState::default()) }
+    }
+
+    /// Lets partitions at their end follow `wall` while the producers are current (module docs).
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
+        self.wall = Some(wall);
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ClockState> {
@@ -136,17 +192,22 @@ impl LiveClock {
             }
             None => None,
         };
+        let wall = self.wall.and_then(|w| w.holds_at(now, s.newest, self.idle));
         let mut slowest: Option<u64> = None;
         let mut active = 0usize;
         for p in s.partitions.values() {
             let idle = p.at_end && now.duration_since(p.since) >= self.idle;
-            let holds = if idle {
+            let mut holds = if idle {
                 // Everything this partition will still deliver is newer than `settled`.
                 settled.map_or(0, |r| r + 1).max(p.tick.unwrap_or(0))
             } else {
                 active += 1;
                 p.tick.unwrap_or(0).saturating_sub(self.lateness_ticks)
             };
+            if p.at_end {
+                // What a current producer writes to it from now on is at most `lateness` old.
+                holds = holds.max(wall.unwrap_or(0));
+            }
             slowest = Some(slowest.map_or(holds, |m: u64| m.min(holds)));
         }
         let all_idle = active == 0;
@@ -187,6 +248,24 @@ impl LiveClock {
     /// Whether a request of `tick` was answered before every partition reached its tick.
     pub fn partial(&self, tick: u64) -> bool {
         self.state().partial.iter().any(|(from, to)| (*from..*to).contains(&tick))
+    }
+
+    /// An event of `tick` arrived after the frontier had passed it (to `frontier`).
+    pub fn late_event(&self, tick: u64, frontier: u64) {
+        let mut s = self.state();
+        match s.late.last_mut() {
+            // Late events come in bursts against the same frontier: one range for the burst.
+            Some((from, to)) if tick <= *to && frontier >= *from => {
+                *from = (*from).min(tick);
+                *to = (*to).max(frontier);
+            }
+            _ => s.late.push((tick, frontier)),
+        }
+    }
+
+    /// Whether a request of `tick` may have missed a late event of its prefix.
+    pub fn missed_late_input(&self, tick: u64) -> bool {
+        self.state().late.iter().any(|(from, to)| *from < tick && tick <= *to)
     }
 
     /// How long every partition has been idle (zero while one is active).
@@ -312,5 +391,59 @@ mod tests {
         assert_eq!(c.idle_for(t0 + ms(5)), Duration::ZERO);
         c.reached_end(0, 1, t0 + ms(5));
         assert_eq!(c.idle_for(t0 + ms(25)), ms(20));
+    }
+
+    /// A clock whose wall time at `t0` is `unix_ms`, with 10 ms ticks and 30 ms lateness.
+    fn wall_clock(t0: Instant, unix_ms: i64) -> LiveClock {
+        LiveClock::new(ms(1_000), ms(3_000), 0)
+            .with_wall_clock(WallClock { origin: (t0, unix_ms), lateness: ms(30), tick_ms: 10 })
+    }
+
+    #[test]
+    fn with_current_producers_a_partition_at_its_end_follows_the_wall_clock() {
+        let t0 = Instant::now();
+        let c = wall_clock(t0, 100_000); // wall tick 10,000 at t0
+        c.add_partition(0, 0, t0);
+        c.add_partition(1, 0, t0);
+        c.observe(0, 0, Some(9_999), t0); // a current event: ts ≈ now
+        c.observe(1, 0, Some(9_990), t0);
+        assert_eq!(c.frontier(t0).tick, 9_990, "partitions with data to read hold time at their tick");
+        c.reached_end(1, 0, t0);
+        // (1,0) is at its end: no idle_ms wait, it holds at now − 30 ms = tick 9,997 at t0.
+        assert_eq!(c.frontier(t0).tick, 9_997);
+        // (0,0) still has data to read: it holds time at its own tick, whatever the wall clock says.
+        assert_eq!(c.frontier(t0 + ms(100)).tick, 9_999);
+        c.reached_end(0, 0, t0 + ms(100));
+        assert_eq!(c.frontier(t0 + ms(100)).tick, 10_007, "both at their end: now − 30 ms");
+        // An event of an earlier tick now is late: the requests of the ticks it missed are marked.
+        c.late_event(10_002, 10_007);
+        c.late_event(10_004, 10_007);
+        assert!(!c.missed_late_input(10_002), "a request of the event's own tick does not see it anyway");
+        assert!(c.missed_late_input(10_003) && c.missed_late_input(10_007));
+        assert!(!c.missed_late_input(10_008), "applied at tick 10,007: later requests see it");
+    }
+
+    #[test]
+    fn a_recorded_log_with_old_timestamps_is_not_held_to_the_wall_clock() {
+        let t0 = Instant::now();
+        let c = wall_clock(t0, 1_000_000_000); // far later than the log's ticks
+        c.add_partition(0, 0, t0);
+        c.add_partition(1, 0, t0);
+        c.observe(0, 0, Some(50), t0);
+        c.observe(1, 0, Some(40), t0);
+        c.reached_end(1, 0, t0);
+        assert_eq!(c.frontier(t0 + ms(10)).tick, 40, "not current: (1,0) waits idle_ms as before");
+        assert_eq!(c.frontier(t0 + ms(1_000)).tick, 50);
+        // A quiet spell of a current stream longer than idle_ms falls back to the idle rule too.
+        let c = wall_clock(t0, 100_000);
+        c.add_partition(0, 0, t0);
+        c.observe(0, 0, Some(9_900), t0); // its tick ended 990 ms before t0
+        c.reached_end(0, 0, t0);
+        assert_eq!(c.frontier(t0).tick, 9_997, "within idle_ms of the wall clock: current");
+        let c = wall_clock(t0, 100_000);
+        c.add_partition(0, 0, t0);
+        c.observe(0, 0, Some(9_800), t0); // ended 1,990 ms before t0
+        c.reached_end(0, 0, t0);
+        assert_eq!(c.frontier(t0).tick, 9_800, "older than idle_ms: the idle rule");
     }
 }

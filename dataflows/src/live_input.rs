@@ -7,7 +7,7 @@
 //! tick, a rejected one goes to the DLQ with its topic, partition and offset.
 //! The input frontier follows the [`LiveClock`] shared by the process's workers.
 
-use crate::live::LiveClock;
+use crate::live::{LiveClock, WallClock};
 use crate::metrics::Metrics;
 use crate::model::tick_of;
 use crate::posts::Registry;
@@ -134,11 +134,15 @@ impl Live {
             }
         });
         let producer = Arc::new(OutputProducer::new(kafka, errors.clone(), Some(on_delivered))?);
-        let clock = LiveClock::new(
+        let mut clock = LiveClock::new(
             Duration::from_millis(kafka.idle_ms),
             Duration::from_millis(kafka.max_request_wait_ms),
             config.ticks(config.engine.allowed_lateness_ms),
         );
+        if kafka.wall_clock_lateness_ms > 0 {
+            clock = clock
+                .with_wall_clock(WallClock::system(Duration::from_millis(kafka.wall_clock_lateness_ms), config.engine.tick_ms));
+        }
         Ok(Self {
             config: kafka.clone(),
             engine: config.clone(),
@@ -412,6 +416,9 @@ fn accept(
             let tick = tick_of(event.ts, live.engine.engine.tick_ms);
             live.clock.observe(from.source, from.partition, Some(tick), now);
             let at = c.admit(event.body.type_name(), tick, frontier, metrics);
+            if at > tick {
+                live.clock.late_event(tick, at);
+            }
             match &event.body {
                 EventBody::Request(_) => {
                     live.arrivals.lock().unwrap_or_else(|e| e.into_inner()).insert(position, now);

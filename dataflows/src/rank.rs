@@ -525,14 +525,15 @@ impl Ranker {
                 });
             }
         }
-        let partial = self.clock.as_ref().is_some_and(|c| c.partial(tick_of(context.ts, self.config.engine.tick_ms)));
+        let tick = tick_of(context.ts, self.config.engine.tick_ms);
+        let partial = self.clock.as_ref().is_some_and(|c| c.partial(tick));
+        let late = self.clock.as_ref().is_some_and(|c| c.missed_late_input(tick));
         let failed = fallback && !guarded;
-        let degraded = match (partial, failed) {
-            (false, false) => None,
-            (false, true) => Some("ranker_fallback".to_string()),
-            (true, false) => Some("partial_prefix".to_string()),
-            (true, true) => Some("partial_prefix,ranker_fallback".to_string()),
-        };
+        let reasons: Vec<&str> = [(partial, "partial_prefix"), (late, "late_input"), (failed, "ranker_fallback")]
+            .into_iter()
+            .filter_map(|(on, reason)| on.then_some(reason))
+            .collect();
+        let degraded = (!reasons.is_empty()).then(|| reasons.join(","));
         if let Some(m) = &self.metrics {
             m.responses.with_label_values(&[degraded.as_deref().unwrap_or("none")]).inc();
             if fallback {
