@@ -3,7 +3,8 @@
 //! The committed model was trained on the generator's world; a user's log may be
 //! nothing like it. So the engine keeps checking, on the log itself, which of its two
 //! rankers would have found what users went on to like. For a like-or-stronger
-//! engagement (at most one per user and `probe_interval_ms`), the user's worker ranks a
+//! engagement (at most one per user and `probe_interval_ms`; one in [`SAMPLE_ONE_IN`] of
+//! them once the evidence is enough, see [`ModelGuard::wants_probe`]), the user's worker ranks a
 //! probe: the request the user would have made just before it, from the state of
 //! earlier ticks, with the usual filters but the served one (what follows a page is
 //! mostly engagement with its posts; leaving those out weighs the evidence towards
@@ -79,9 +80,10 @@ impl ModelGuard {
         }
     }
 
-    /// Whether a probe (keyed by a hash of where its engagement was read) is worth scoring:
-    /// every one while the evidence is short, one in [`SAMPLE_ONE_IN`] once the decayed wins
-    /// that decide reach [`EVIDENCE_ENOUGH`] (scoring a probe costs as much as a request).
+    /// Whether a probe (keyed by a hash of its user and time) is worth ranking: every one while
+    /// the evidence is short, one in [`SAMPLE_ONE_IN`] once the decayed wins that decide reach
+    /// [`EVIDENCE_ENOUGH`] (a probe costs as much as a request). Asked at the user's worker,
+    /// before anything is spent on the probe, of a replica fed the same tallies at the same ticks.
     pub fn wants_probe(&self, key: u64) -> bool {
         self.model_wins + self.fallback_wins < EVIDENCE_ENOUGH || key.is_multiple_of(SAMPLE_ONE_IN)
     }

@@ -298,10 +298,7 @@ impl Ranker {
     /// Answers one request from the rows of every worker; `users` holds the posts' content.
     /// A model-guard probe is scored by both rankers and answers nothing.
     pub fn answer(&mut self, context: &RequestContext, partials: Vec<Partial>, users: &Users) -> Option<Served> {
-        if context.guard_target.is_some()
-            && !(matches!(self.scorer, Scorer::Model(_))
-                && self.guard.wants_probe(mix64(context.user_id ^ mix64(context.ts as u64))))
-        {
+        if context.guard_target.is_some() && !matches!(self.scorer, Scorer::Model(_)) {
             return None;
         }
         let started = Instant::now();

@@ -492,8 +492,16 @@ fn run_worker(
             },
         );
         // The user side joins engagements with uploads itself (every worker keeps
-        // every upload's metadata), so no stage feeds back into an earlier one.
+        // every upload's metadata). The model guard's tallies go to every worker's ranking
+        // and user side, `delay_ms` later (model_guard.rs): the one edge back, and a long one,
+        // so replays still rank many ticks per step; the user side picks the probes with it.
+        let guard_delay = config.ticks(config.ranking.guard.delay_ms).max(1);
+        let (guard_loop, guard_evidence) = scope.feedback::<Vec<RankInput>>(guard_delay);
         let (user_inputs, shard_events) = split_by_side(events, peers as u64);
+        let user_inputs = user_inputs.concat(guard_evidence.clone().flat_map(|input| match input {
+            RankInput::Guard(worker, tally) => Some(UserInput::Guard(worker, tally)),
+            _ => None,
+        }));
         let user_out = user_front(user_inputs, users.clone());
         // Contexts go to ranking (at this worker) and, as queries, to every worker's registry;
         // co-engagement pairs to the registry shard that keeps them.
@@ -525,11 +533,8 @@ fn run_worker(
         let pool = trending_pool(config, velocity, eligible.clone());
         let fresh = fresh_pool(config, eligible.clone());
 
-        // Ranking at the user's worker: contexts, every worker's rows, and the trending pool (kept by every worker).
-        // The model guard's tallies go to every worker's ranking, `delay_ms` later (model_guard.rs):
-        // the one edge back, and a long one, so replays still rank many ticks per step.
-        let guard_delay = config.ticks(config.ranking.guard.delay_ms).max(1);
-        let (guard_loop, guard_evidence) = scope.feedback::<Vec<RankInput>>(guard_delay);
+        // Ranking at the user's worker: contexts, every worker's rows, the trending pool (kept by
+        // every worker) and the model guard's tallies.
         let rank_inputs = rank_requests_in
             .concat(rank_rows)
             .concat(pool.inner.clone().flat_map(move |((category, entry), time, diff)| {

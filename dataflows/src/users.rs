@@ -71,13 +71,16 @@ pub enum UserInput {
     Engagement(Event),
     /// A request event.
     Request(Event),
+    /// The model guard's evidence, addressed to one worker (every worker gets a copy): the user
+    /// side keeps a replica of the guard to pick the probes worth ranking.
+    Guard(u64, crate::model_guard::GuardTally),
 }
 
 impl UserInput {
     /// The exchange key: the addressed worker, or the user's hash.
     fn route(&self) -> u64 {
         match self {
-            UserInput::Post(worker, _) => *worker,
+            UserInput::Post(worker, _) | UserInput::Guard(worker, _) => *worker,
             UserInput::Engagement(Event { body: EventBody::Engagement(e), .. }) => mix64(e.user_id),
             UserInput::Request(Event { body: EventBody::Request(r), .. }) => mix64(r.user_id),
             UserInput::Engagement(_) | UserInput::Request(_) => 0,
@@ -179,6 +182,9 @@ pub struct Users {
     anchors: usize,
     /// Probe interval per user for the model guard (ms); `None` when the guard cannot run.
     guard_interval_ms: Option<i64>,
+    /// A replica of the ranking's model guard, fed the same tallies at the same ticks: it
+    /// decides which probes are worth their cost.
+    guard: crate::model_guard::ModelGuard,
 }
 
 impl Users {
@@ -208,6 +214,7 @@ impl Users {
             anchors: s.related_anchors,
             guard_interval_ms: (config.ranking.guard.enabled && !config.ranking.model.as_os_str().is_empty())
                 .then_some(config.ranking.guard.probe_interval_ms as i64),
+            guard: crate::model_guard::ModelGuard::new(&config.ranking.guard, config.engine.tick_ms),
         }
     }
 
@@ -217,12 +224,17 @@ impl Users {
         let mut posts = Vec::new();
         let mut engagements = Vec::new();
         let mut requests = Vec::new();
+        let mut tallies = Vec::new();
         for input in batch {
             match input {
                 UserInput::Post(_, p) => posts.push(p),
                 UserInput::Engagement(e) => engagements.push(e),
                 UserInput::Request(r) => requests.push(r),
+                UserInput::Guard(_, t) => tallies.push(t),
             }
+        }
+        if !tallies.is_empty() {
+            self.guard.apply(tallies);
         }
         requests.sort_by_key(|r| (r.ts, r.position));
         for r in requests {
@@ -352,7 +364,8 @@ impl Users {
 
     /// A model-guard probe for a like-or-stronger engagement of `tick`: the context a request
     /// just before it would have had (state of earlier ticks), at most one per user and
-    /// `interval` ms, and only for a post known before the tick (one that could be offered).
+    /// `interval` ms, sampled as the guard wants ([`crate::model_guard::ModelGuard::wants_probe`]),
+    /// and only for a post known before the tick (one that could be offered).
     fn guard_probe(&mut self, tick: u64, event: &Event, interval: i64) -> Option<RequestContext> {
         let EventBody::Engagement(e) = &event.body else { return None };
         if !e.kind.is_positive() || !self.posts.contains_key(&e.post_id) {
@@ -363,6 +376,9 @@ impl Users {
             return None;
         }
         profile.guard_probed = Some(event.ts);
+        if !self.guard.wants_probe(mix64(e.user_id ^ mix64(event.ts as u64))) {
+            return None;
+        }
         let probe = Event {
             ts: event.ts,
             event_id: None,
