@@ -139,7 +139,9 @@ fn preload(a: &Args) -> Result<()> {
     let total = a.posts + a.history_engagements;
     let started = Instant::now();
     let mut log = match &a.log {
-        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("create {path}"))?)),
+        Some(path) => {
+            Some(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("create {path}"))?))
+        }
         None => None,
     };
     let mut write_log = |line: &str| -> Result<()> {

@@ -299,26 +299,42 @@ fn produce(config: &Config, log: &Path, how: Arrival) {
         Arrival::Replay => kafka_tools::replay(config, log, 0.0, false).expect("replay into the topics"),
         Arrival::ReplayPaced(speed) => kafka_tools::replay(config, log, speed, false).expect("paced replay"),
         Arrival::OutsideFast | Arrival::OutsidePaced(_) => {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let python = root.join(".venv/bin/python");
-            assert!(python.is_file(), "{} is missing; run scripts/setup", python.display());
             let rate = match how {
                 Arrival::OutsidePaced(rate) => rate,
                 _ => 0,
             };
-            let output = std::process::Command::new(&python)
-                .arg(root.join("tests/python/produce_log.py"))
-                .args(["--brokers", &config.kafka.bootstrap_servers, "--log"])
-                .arg(log)
-                .args(["--rate", &rate.to_string()])
-                .args(["--uploads", &config.kafka.topic("uploads")])
-                .args(["--engagements", &config.kafka.topic("engagements")])
-                .args(["--requests", &config.kafka.topic("requests")])
-                .output()
-                .expect("run the Python producer");
-            assert!(output.status.success(), "python producer failed: {}", String::from_utf8_lossy(&output.stderr));
+            python_producer(config, log, &["--rate".into(), rate.to_string().into()]);
         }
     }
+}
+
+/// Runs the outside client (tests/python/produce_log.py, confluent-kafka) on `log` with `extra` arguments.
+fn python_producer(config: &Config, log: &Path, extra: &[std::ffi::OsString]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    assert!(python.is_file(), "{} is missing; run scripts/setup", python.display());
+    let output = std::process::Command::new(&python)
+        .arg(root.join("tests/python/produce_log.py"))
+        .args(["--brokers", &config.kafka.bootstrap_servers, "--log"])
+        .arg(log)
+        .args(extra)
+        .args(["--uploads", &config.kafka.topic("uploads")])
+        .args(["--engagements", &config.kafka.topic("engagements")])
+        .args(["--requests", &config.kafka.topic("requests")])
+        .output()
+        .expect("run the Python producer");
+    assert!(output.status.success(), "python producer failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A world of 15 minutes (200 users, 800 posts).
+fn short_world(seed: u64) -> common::World {
+    common::world(feedflow::gen::GenOptions {
+        seed,
+        users: 200,
+        posts: 800,
+        hours: 0.25,
+        ..feedflow::gen::GenOptions::default()
+    })
 }
 
 #[test]
@@ -330,14 +346,7 @@ fn a_log_produced_while_the_engine_runs_gets_file_mode_answers() {
         &[Arrival::Replay, Arrival::OutsideFast, Arrival::OutsidePaced(1_500)],
     );
     // `replay --speed 60` on a world of 15 minutes: 15 s of real time.
-    let short = common::world(feedflow::gen::GenOptions {
-        seed: 25,
-        users: 200,
-        posts: 800,
-        hours: 0.25,
-        ..feedflow::gen::GenOptions::default()
-    });
-    produced_while_running(&mut broker, &short, &[Arrival::ReplayPaced(60.0)]);
+    produced_while_running(&mut broker, &short_world(25), &[Arrival::ReplayPaced(60.0)]);
     broker.stop();
 }
 
@@ -385,13 +394,7 @@ fn produced_while_running(broker: &mut Broker, world: &common::World, hows: &[Ar
 fn a_service_on_the_wall_clock_is_answered_without_waiting_for_quiet_partitions() {
     let mut broker = Broker::new();
     // 15 minutes of log time played 60× faster, each event stamped with the wall clock as it is sent.
-    let world = common::world(feedflow::gen::GenOptions {
-        seed: 26,
-        users: 200,
-        posts: 800,
-        hours: 0.25,
-        ..feedflow::gen::GenOptions::default()
-    });
+    let world = short_world(26);
     let total = requests_in(&world.text);
     let mut config = live_config(&broker);
     // Without the wall clock, the last requests would wait for quiet partitions to be idle 20 s.
@@ -400,19 +403,11 @@ fn a_service_on_the_wall_clock_is_answered_without_waiting_for_quiet_partitions(
     let (engine, metrics, shutdown) = start_until_shutdown(&config);
     std::thread::sleep(Duration::from_millis(1_000));
     let rebased = world.dir.path().join("rebased.jsonl");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tests/python/produce_log.py"))
-        .args(["--brokers", &config.kafka.bootstrap_servers, "--log"])
-        .arg(&world.log)
-        .args(["--now-speed", "60", "--rebased-log"])
-        .arg(&rebased)
-        .args(["--uploads", &config.kafka.topic("uploads")])
-        .args(["--engagements", &config.kafka.topic("engagements")])
-        .args(["--requests", &config.kafka.topic("requests")])
-        .output()
-        .expect("run the Python producer");
-    assert!(output.status.success(), "python producer failed: {}", String::from_utf8_lossy(&output.stderr));
+    python_producer(
+        &config,
+        &world.log,
+        &["--now-speed".into(), "60".into(), "--rebased-log".into(), rebased.clone().into()],
+    );
     let sent_at = Instant::now();
     wait_for("every response", Duration::from_secs(60), || answered(&metrics) >= total);
     let last_answered_after = sent_at.elapsed();

@@ -89,9 +89,8 @@ pub struct WallClock {
 impl WallClock {
     /// The wall clock of this machine now, with `lateness` and `tick_ms`.
     pub fn system(lateness: Duration, tick_ms: u64) -> Self {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let unix_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         Self { origin: (Instant::now(), unix_ms), lateness, tick_ms: tick_ms.max(1) }
     }
 
@@ -395,8 +394,11 @@ mod tests {
 
     /// A clock whose wall time at `t0` is `unix_ms`, with 10 ms ticks and 30 ms lateness.
     fn wall_clock(t0: Instant, unix_ms: i64) -> LiveClock {
-        LiveClock::new(ms(1_000), ms(3_000), 0)
-            .with_wall_clock(WallClock { origin: (t0, unix_ms), lateness: ms(30), tick_ms: 10 })
+        LiveClock::new(ms(1_000), ms(3_000), 0).with_wall_clock(WallClock {
+            origin: (t0, unix_ms),
+            lateness: ms(30),
+            tick_ms: 10,
+        })
     }
 
     #[test]

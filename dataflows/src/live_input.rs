@@ -140,8 +140,10 @@ impl Live {
             config.ticks(config.engine.allowed_lateness_ms),
         );
         if kafka.wall_clock_lateness_ms > 0 {
-            clock = clock
-                .with_wall_clock(WallClock::system(Duration::from_millis(kafka.wall_clock_lateness_ms), config.engine.tick_ms));
+            clock = clock.with_wall_clock(WallClock::system(
+                Duration::from_millis(kafka.wall_clock_lateness_ms),
+                config.engine.tick_ms,
+            ));
         }
         Ok(Self {
             config: kafka.clone(),

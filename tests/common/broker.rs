@@ -110,10 +110,7 @@ impl Broker {
             }
             if started.elapsed() > START_TIMEOUT {
                 self.stop();
-                panic!(
-                    "the broker did not listen on {target} within {START_TIMEOUT:?}; its log:\n{}",
-                    self.log_tail()
-                );
+                panic!("the broker did not listen on {target} within {START_TIMEOUT:?}; its log:\n{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
