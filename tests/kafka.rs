@@ -399,7 +399,8 @@ fn a_service_on_the_wall_clock_is_answered_without_waiting_for_quiet_partitions(
     let mut config = live_config(&broker);
     // Without the wall clock, the last requests would wait for quiet partitions to be idle 20 s.
     config.kafka.idle_ms = 20_000;
-    config.kafka.wall_clock_lateness_ms = 500;
+    // Room for a busy machine: the producer sends each event when its `ts` comes, give or take a stall.
+    config.kafka.wall_clock_lateness_ms = 2_000;
     let (engine, metrics, shutdown) = start_until_shutdown(&config);
     std::thread::sleep(Duration::from_millis(1_000));
     let rebased = world.dir.path().join("rebased.jsonl");
@@ -418,7 +419,7 @@ fn a_service_on_the_wall_clock_is_answered_without_waiting_for_quiet_partitions(
         "the last requests were answered {last_answered_after:?} after the last event was sent: \
          the partitions at their end followed the wall clock, not the 20 s idle rule"
     );
-    assert_eq!(report.summary.counters.late, 0, "every event reached the engine within 500 ms of its ts");
+    assert_eq!(report.summary.counters.late, 0, "every event reached the engine within 2 s of its ts");
     assert_eq!(report.summary.counters.rank.responses as usize, total, "one answer per request");
 
     let mut file_config = config.clone();
