@@ -83,6 +83,7 @@ pub struct WallClock {
     pub origin: (Instant, i64),
     /// Events reach the consumer within this long of their `ts`.
     pub lateness: Duration,
+    /// The engine's tick length, to turn wall time into ticks.
     pub tick_ms: u64,
 }
 

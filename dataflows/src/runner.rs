@@ -655,8 +655,8 @@ fn run_worker(
         }
     };
     // Outputs stop at the highest tick any worker read, whatever the worker
-    // count: each worker adds its last tick, waits (stepping) for the others,
-    // and only then publishes the horizon and closes its inputs.
+    // count: each worker adds its last tick, closes its inputs, waits (stepping)
+    // for the others, and only then publishes the horizon.
     shared.max_read.fetch_max(last_tick, Ordering::SeqCst);
     shared.finished.fetch_add(1, Ordering::SeqCst);
     // This worker reads nothing more: its inputs stop holding time back, so that the others,
@@ -678,7 +678,6 @@ fn run_worker(
     }
     worker.drop_dataflow(main_dataflow);
 
-    let final_tick = shared.horizon.load(Ordering::SeqCst);
     for writer in [&trending_writer, &dlq_writer, &responses_writer, &impressions_writer] {
         if let Err(e) = flush_writer(writer) {
             error.borrow_mut().get_or_insert(e);
@@ -700,13 +699,13 @@ fn run_worker(
     let popular_list: Vec<(u64, f64)> = reg
         .serving
         .popular
-        .best(final_tick)
+        .best(horizon)
         .filter(|(post, _)| reg.posts.get(post).is_some_and(PostState::recommendable))
         .take(config.pools.popular_top_n)
         .collect();
     let snapshot = options.snapshot.then(|| {
-        let at_ts = ((final_tick + 1) * tick_ms) as i64;
-        collect_snapshot(&reg, users, &pool, &fresh, popular_list.clone(), final_tick, at_ts)
+        let at_ts = ((horizon + 1) * tick_ms) as i64;
+        collect_snapshot(&reg, users, &pool, &fresh, popular_list.clone(), horizon, at_ts)
     });
     let totals = WorkerTotals {
         counters: c,

@@ -206,12 +206,6 @@ fn binary() -> PathBuf {
     }
 }
 
-/// Which broker the tests run: `nisshi` or `tansu`.
-#[allow(dead_code)]
-pub fn kind() -> String {
-    binary().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
 /// A loopback port nothing listens on right now.
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("free port").port()
