@@ -7,6 +7,7 @@
 //! cargo run --release --example live_load -- preload --brokers 127.0.0.1:9092 --config config/kafka.toml --posts 100000 [--log history.jsonl]
 //! cargo run --release --example live_load -- load --brokers 127.0.0.1:9092 --config config/kafka.toml --seconds 60
 //! cargo run --release --example live_load -- drain --brokers 127.0.0.1:9092 --config config/kafka.toml
+//! cargo run --release --example live_load -- script --config config/kafka.toml --seconds 60 --log live.jsonl
 //! ```
 //!
 //! `drain` reads the input topics from their start to their end with one plain
@@ -85,7 +86,7 @@ struct Args {
 
 fn parse() -> Result<Args> {
     let mut it = std::env::args().skip(1);
-    let command = it.next().context("usage: live_load preload|load [--brokers B] [--config F] …")?;
+    let command = it.next().context("usage: live_load preload|load|drain|script [--brokers B] [--config F] …")?;
     let mut config_path = None;
     let mut brokers = None;
     let mut a = Args {
@@ -128,15 +129,33 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
-/// History before the engine starts: the posts (uploaded over the last 30 minutes) and engagements on them.
+/// The history before the engine starts: `a.posts` posts uploaded over the 30 minutes before
+/// `end`, interleaved in time order with the engagements on them; `emit(is_upload, key, line)`
+/// for each. Returns `end`.
+fn history(a: &Args, end: i64, mut emit: impl FnMut(bool, u64, &str) -> Result<()>) -> Result<i64> {
+    let mut rng = Rng::new(42, 0);
+    let span = 30 * 60 * 1000;
+    // Post i is uploaded at its share of the span, engagements follow.
+    let mut e = 0u64;
+    for i in 0..a.posts {
+        let ts = end - span + (i as i64 * span / a.posts as i64);
+        emit(true, i + 1, &upload(&mut rng, i + 1, ts))?;
+        while e * a.posts < (i + 1) * a.history_engagements {
+            let (user, line) = engagement(&mut rng, a.users, i + 1, ts);
+            emit(false, user, &line)?;
+            e += 1;
+        }
+    }
+    Ok(end)
+}
+
+/// Produces the history to the input topics (and, with `--log`, writes it as a JSONL log: the
+/// file-mode reference for the ingest rate).
 fn preload(a: &Args) -> Result<()> {
+    use std::io::Write;
     let k = &a.config.kafka;
     let producer = OutputProducer::new(k, Arc::new(ErrorLog::default()), None)?;
     let (uploads, engagements) = (k.topic("uploads"), k.topic("engagements"));
-    let mut rng = Rng::new(42, 0);
-    let end = now_ms() - 1_000;
-    let span = 30 * 60 * 1000;
-    let total = a.posts + a.history_engagements;
     let started = Instant::now();
     let mut log = match &a.log {
         Some(path) => {
@@ -144,29 +163,15 @@ fn preload(a: &Args) -> Result<()> {
         }
         None => None,
     };
-    let mut write_log = |line: &str| -> Result<()> {
+    let end = history(a, now_ms() - 1_000, |is_upload, key, line| {
+        let topic = if is_upload { &uploads } else { &engagements };
+        producer.send(topic, Some(key.to_string().as_bytes()), line.as_bytes(), None);
         if let Some(log) = log.as_mut() {
-            use std::io::Write;
             writeln!(log, "{line}")?;
         }
         Ok(())
-    };
-    // Interleaved in time order: post i is uploaded at its share of the span, engagements follow.
-    let mut e = 0u64;
-    for i in 0..a.posts {
-        let ts = end - span + (i as i64 * span / a.posts as i64);
-        let line = upload(&mut rng, i + 1, ts);
-        producer.send(&uploads, Some((i + 1).to_string().as_bytes()), line.as_bytes(), None);
-        write_log(&line)?;
-        while e * a.posts < (i + 1) * a.history_engagements {
-            let (user, line) = engagement(&mut rng, a.users, i + 1, ts);
-            producer.send(&engagements, Some(user.to_string().as_bytes()), line.as_bytes(), None);
-            write_log(&line)?;
-            e += 1;
-        }
-    }
+    })?;
     if let Some(mut log) = log {
-        use std::io::Write;
         log.flush()?;
     }
     let left = producer.flush(Duration::from_secs(120));
@@ -174,7 +179,8 @@ fn preload(a: &Args) -> Result<()> {
         bail!("{left} preload messages undelivered");
     }
     println!(
-        "{{\"preloaded_messages\": {total}, \"seconds\": {:.1}, \"last_ts\": {end}}}",
+        "{{\"preloaded_messages\": {}, \"seconds\": {:.1}, \"last_ts\": {end}}}",
+        a.posts + a.history_engagements,
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -185,6 +191,97 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+enum Role {
+    Engagement,
+    Upload,
+    /// A request, with its id.
+    Request(String),
+}
+
+/// One event of the live load: its topic's role, its key and its JSON line.
+struct LoadEvent {
+    role: Role,
+    key: u64,
+    line: String,
+}
+
+/// The live load's event mix at fixed rates: `until(t, ts, emit)` emits every event due by
+/// `t` seconds into the load, stamped `ts`. `load` stamps the wall clock; `script` a simulated one.
+struct LoadMix {
+    rng: Rng,
+    users: u64,
+    posts: u64,
+    rates: (f64, f64, f64),
+    requests: u64,
+    engagements: u64,
+    uploads: u64,
+}
+
+impl LoadMix {
+    fn new(a: &Args) -> Self {
+        Self {
+            rng: Rng::new(7, 0),
+            users: a.users,
+            posts: a.posts,
+            rates: (a.engagement_rate, a.upload_rate, a.request_rate),
+            requests: 0,
+            engagements: 0,
+            uploads: 0,
+        }
+    }
+
+    fn until(&mut self, t: f64, ts: i64, mut emit: impl FnMut(LoadEvent)) {
+        let (engagement_rate, upload_rate, request_rate) = self.rates;
+        while (self.engagements as f64) < t * engagement_rate {
+            let (user, line) = engagement(&mut self.rng, self.users, self.posts, ts);
+            emit(LoadEvent { role: Role::Engagement, key: user, line });
+            self.engagements += 1;
+        }
+        while (self.uploads as f64) < t * upload_rate {
+            let id = self.posts + 1 + self.uploads;
+            emit(LoadEvent { role: Role::Upload, key: id, line: upload(&mut self.rng, id, ts) });
+            self.uploads += 1;
+        }
+        while (self.requests as f64) < t * request_rate {
+            let user = 1 + self.rng.below(self.users as usize) as u64;
+            let id = format!("bench-{}", self.requests);
+            let line = format!(r#"{{"type":"request","ts":{ts},"request_id":"{id}","user_id":{user},"k":50}}"#);
+            emit(LoadEvent { role: Role::Request(id), key: user, line });
+            self.requests += 1;
+        }
+    }
+}
+
+/// The live benchmark as a file-mode log, with no broker: the history `preload` produces, then
+/// `--seconds` of the load in 1 ms steps of simulated time. Replayed with `config/kafka.toml`'s
+/// funnel (`feedflow run --log`), it measures the engine's cost per request in the live world
+/// apart from the broker and from arrival timing.
+fn script(a: &Args) -> Result<()> {
+    use std::io::Write;
+    let path = a.log.as_deref().context("script needs --log FILE")?;
+    let mut log = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("create {path}"))?);
+    let end = history(a, now_ms() - 1_000, |_, _, line| writeln!(log, "{line}").map_err(Into::into))?;
+    let mut mix = LoadMix::new(a);
+    let mut failed = None;
+    for step in 1..=(a.seconds * 1000.0) as i64 {
+        mix.until(step as f64 / 1000.0, end + step, |event| {
+            if let Err(e) = writeln!(log, "{}", event.line) {
+                failed.get_or_insert(e);
+            }
+        });
+    }
+    if let Some(e) = failed {
+        return Err(e).with_context(|| format!("write {path}"));
+    }
+    log.flush()?;
+    println!(
+        "{}",
+        serde_json::json!({"log": path, "history": a.posts + a.history_engagements,
+            "requests": mix.requests, "engagements": mix.engagements, "uploads": mix.uploads})
+    );
+    Ok(())
 }
 
 /// Live load: requests, engagements and uploads at fixed rates with ts = now; latency of every response.
@@ -227,32 +324,24 @@ fn load(a: &Args) -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let producer = OutputProducer::new(k, Arc::new(ErrorLog::default()), None)?;
     let (uploads, engagements, requests) = (k.topic("uploads"), k.topic("engagements"), k.topic("requests"));
-    let mut rng = Rng::new(7, 0);
-    let (mut n_req, mut n_eng, mut n_up) = (0u64, 0u64, 0u64);
+    let mut mix = LoadMix::new(a);
     let total = Duration::from_secs_f64(a.seconds);
     let load_started = Instant::now();
     while load_started.elapsed() < total {
-        let t = load_started.elapsed().as_secs_f64();
-        while (n_eng as f64) < t * a.engagement_rate {
-            let (user, line) = engagement(&mut rng, a.users, a.posts, now_ms());
-            producer.send(&engagements, Some(user.to_string().as_bytes()), line.as_bytes(), None);
-            n_eng += 1;
-        }
-        while (n_up as f64) < t * a.upload_rate {
-            let id = a.posts + 1 + n_up;
-            producer.send(&uploads, Some(id.to_string().as_bytes()), upload(&mut rng, id, now_ms()).as_bytes(), None);
-            n_up += 1;
-        }
-        while (n_req as f64) < t * a.request_rate {
-            let user = 1 + rng.below(a.users as usize) as u64;
-            let id = format!("bench-{n_req}");
-            let line = format!(r#"{{"type":"request","ts":{},"request_id":"{id}","user_id":{user},"k":50}}"#, now_ms());
-            sent.lock().unwrap().insert(id, Instant::now());
-            producer.send(&requests, Some(user.to_string().as_bytes()), line.as_bytes(), None);
-            n_req += 1;
-        }
+        mix.until(load_started.elapsed().as_secs_f64(), now_ms(), |event| {
+            let topic = match event.role {
+                Role::Engagement => &engagements,
+                Role::Upload => &uploads,
+                Role::Request(ref id) => {
+                    sent.lock().unwrap().insert(id.clone(), Instant::now());
+                    &requests
+                }
+            };
+            producer.send(topic, Some(event.key.to_string().as_bytes()), event.line.as_bytes(), None);
+        });
         std::thread::sleep(Duration::from_millis(1));
     }
+    let (n_req, n_eng, n_up) = (mix.requests, mix.engagements, mix.uploads);
     producer.flush(Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sent.lock().unwrap().is_empty() && Instant::now() < deadline {
@@ -334,6 +423,7 @@ fn main() -> Result<()> {
         "preload" => preload(&a),
         "load" => load(&a),
         "drain" => drain(&a),
-        other => bail!("unknown command {other}: preload, load or drain"),
+        "script" => script(&a),
+        other => bail!("unknown command {other}: preload, load, drain or script"),
     }
 }

@@ -80,6 +80,9 @@ pub struct RankStats {
     pub service_us: Vec<u32>,
     /// Candidates ranked per request.
     pub candidates: Vec<u32>,
+    /// Candidate rows received from the workers' shards, summed over the requests (before each
+    /// source's global top-k and the filters: what the exchange carried).
+    pub rows_received: u64,
     /// Summed over the requests (µs): building the context, the slowest worker's candidates, ranking.
     pub stage_us: [u64; 3],
 }
@@ -95,6 +98,7 @@ impl RankStats {
         self.shadow += other.shadow;
         self.service_us.extend_from_slice(&other.service_us);
         self.candidates.extend_from_slice(&other.candidates);
+        self.rows_received += other.rows_received;
         for (mine, theirs) in self.stage_us.iter_mut().zip(other.stage_us) {
             *mine += theirs;
         }
@@ -118,6 +122,11 @@ impl RankStats {
     /// Mean number of candidates ranked per request.
     pub fn mean_candidates(&self) -> f64 {
         self.candidates.iter().map(|c| *c as f64).sum::<f64>() / self.candidates.len().max(1) as f64
+    }
+
+    /// Mean number of candidate rows received per request.
+    pub fn mean_rows_received(&self) -> f64 {
+        self.rows_received as f64 / self.candidates.len().max(1) as f64
     }
 }
 
@@ -308,6 +317,7 @@ impl Ranker {
         let served = self.served.entry(context.user_id).or_default();
         served.retain(|_, t| *t > seen_since);
         let mut rows: Vec<CandidateRow> = partials.into_iter().flat_map(|p| p.rows).collect();
+        let rows_received = rows.len() as u64;
         rows.sort_by_key(|r| r.post_id);
         // Served posts are dropped after each source's global top-k is taken: every worker's
         // top-k is taken before this filter too, so the result is the same for any worker count.
@@ -603,6 +613,7 @@ impl Ranker {
         self.stats.shadow += context.shadow as u64;
         self.stats.service_us.push(service_us);
         self.stats.candidates.push(chosen.len() as u32);
+        self.stats.rows_received += rows_received;
         for (total, us) in self.stats.stage_us.iter_mut().zip([context.build_us, shard_us, rank_us]) {
             *total += us as u64;
         }

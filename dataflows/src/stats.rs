@@ -168,7 +168,7 @@ impl fmt::Display for Summary {
         let stages = r.mean_stage_us();
         write!(
             f,
-            "  requests  {} answered ({} shadow), ranked by {}{}; service time P50 {} µs, P99 {} µs, P99.9 {} µs; {:.0} candidates per request (mean µs: context {:.0}, slowest worker's candidates {:.0}, ranking {:.0})",
+            "  requests  {} answered ({} shadow), ranked by {}{}; service time P50 {} µs, P99 {} µs, P99.9 {} µs; {:.0} candidates per request of {:.0} rows received (mean µs: context {:.0}, slowest worker's candidates {:.0}, ranking {:.0})",
             r.responses,
             r.shadow,
             c.model,
@@ -189,6 +189,7 @@ impl fmt::Display for Summary {
             r.percentile_us(0.99),
             r.percentile_us(0.999),
             r.mean_candidates(),
+            r.mean_rows_received(),
             stages[0],
             stages[1],
             stages[2],
