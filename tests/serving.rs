@@ -347,6 +347,80 @@ fn the_fallback_answers_when_the_model_is_missing_or_corrupt() {
 }
 
 #[test]
+fn a_ranking_cascade_cuts_to_its_first_stage_best_and_stays_deterministic() {
+    let world = small_world(5);
+    let dir = world.dir.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = Config::default();
+    config.ranking.onnxruntime_lib = root.join(".venv/lib/libonnxruntime.so");
+    config.ranking.guard.enabled = false;
+    let count = request_lines(&world.text).len();
+    let plain = dir.join("plain");
+    let plain_report = replay(&config, &world.log, &plain, 2);
+
+    // A first stage that never has to cut (keep above any candidate count) changes nothing.
+    config.ranking.first_stage.model = root.join("models/ranker-first.onnx");
+    config.ranking.first_stage.keep = 1_000_000;
+    let wide = dir.join("wide");
+    let report = replay(&config, &world.log, &wide, 2);
+    let first_id = {
+        let metadata: Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("models/ranker-first.json")).unwrap()).unwrap();
+        format!("ranker@{}", &metadata["sha256"].as_str().unwrap()[..12])
+    };
+    let note = report.summary.counters.first_stage.clone().unwrap_or_default();
+    assert!(note.contains(&first_id), "the summary names the first stage: {note:?}");
+    assert_eq!(report.summary.counters.rank.first_stage, 0);
+    for file in ["responses.jsonl", "impressions.jsonl"] {
+        assert!(std::fs::read(plain.join(file)).unwrap() == std::fs::read(wide.join(file)).unwrap(), "{file}");
+    }
+
+    // One that cuts every request to its best 10 (and the exploration and trending candidates):
+    // the pages change, the same for 1 and 2 workers, and every request is still answered.
+    config.ranking.first_stage.keep = 10;
+    let (one, two) = (dir.join("cut1"), dir.join("cut2"));
+    replay(&config, &world.log, &one, 1);
+    let report = replay(&config, &world.log, &two, 2);
+    let cut = report.summary.counters.rank.first_stage as usize;
+    assert!(cut * 10 >= count * 9, "most requests have more than 10 candidates: {cut} of {count} cut");
+    assert_eq!(report.summary.counters.rank.first_stage_errors, 0);
+    for file in ["responses.jsonl", "impressions.jsonl"] {
+        assert!(std::fs::read(one.join(file)).unwrap() == std::fs::read(two.join(file)).unwrap(), "{file}");
+    }
+    let responses = lines(&two.join("responses.jsonl"));
+    assert_eq!(responses.len(), count, "one response per request");
+    let pages: Vec<Vec<u64>> = responses
+        .iter()
+        .map(|r| r["items"].as_array().unwrap().iter().map(|i| i["post_id"].as_u64().unwrap()).collect())
+        .collect();
+    let plain_pages: Vec<Vec<u64>> = lines(&plain.join("responses.jsonl"))
+        .iter()
+        .map(|r| r["items"].as_array().unwrap().iter().map(|i| i["post_id"].as_u64().unwrap()).collect())
+        .collect();
+    let changed = pages.iter().zip(&plain_pages).filter(|(a, b)| a != b).count();
+    assert!(changed * 2 >= count, "a cut to 10 candidates changes most pages: {changed} of {count}");
+    // Only the first stage's best 10 and the protected candidates reach the model, and every
+    // served item was scored by it (head scores in the impressions).
+    let ranked = report.summary.counters.rank.mean_candidates();
+    assert!(ranked < plain_report.summary.counters.rank.mean_candidates(), "{ranked} candidates ranked per request");
+    for impression in lines(&two.join("impressions.jsonl")) {
+        for item in impression["items"].as_array().unwrap() {
+            assert_eq!(item["head_scores"].as_array().map(Vec::len), Some(7), "{impression}");
+        }
+    }
+
+    // A first stage that cannot be opened is reported, and the model scores every candidate.
+    config.ranking.first_stage.model = dir.join("missing-first.onnx");
+    let broken = dir.join("broken");
+    let report = replay(&config, &world.log, &broken, 2);
+    let note = report.summary.counters.first_stage.clone().unwrap_or_default();
+    assert!(note.contains("missing-first") && note.contains("not used"), "{note:?}");
+    assert!(
+        std::fs::read(plain.join("responses.jsonl")).unwrap() == std::fs::read(broken.join("responses.jsonl")).unwrap()
+    );
+}
+
+#[test]
 fn ann_recall_against_exact_search_on_the_same_shard() {
     // Clustered unit vectors like the generator's, in the engine's index settings.
     let config = Config::default();

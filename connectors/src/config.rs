@@ -5,7 +5,9 @@
 //! and [`Config::validate`] reports every problem at once.
 
 pub use crate::kafka_config::{KafkaConfig, MetricsConfig, SourceKind, StartFrom};
-pub use crate::serving_config::{GuardConfig, HeadWeights, RankingConfig, RerankConfig, ServingConfig};
+pub use crate::serving_config::{
+    FirstStageConfig, GuardConfig, HeadWeights, RankingConfig, RerankConfig, ServingConfig,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -605,6 +607,10 @@ impl Config {
         }
         if t.min_count < 1 {
             p.push("trending.min_count must be at least 1".into());
+        }
+        let first = &self.ranking.first_stage;
+        if !first.model.as_os_str().is_empty() && first.keep == 0 {
+            p.push("ranking.first_stage.keep must be at least 1 when ranking.first_stage.model is set".into());
         }
         if t.top_n == 0 {
             p.push("trending.top_n must be at least 1".into());

@@ -104,6 +104,39 @@ pub struct RankingConfig {
     /// own engagements show to be worse (on by default; README "The model guard").
     #[serde(default)]
     pub guard: GuardConfig,
+    /// A cheaper model that scores every candidate first, so that the model scores only its best
+    /// few (a cascade; off by default, on in `config/kafka.toml`).
+    #[serde(default)]
+    pub first_stage: FirstStageConfig,
+}
+
+/// The first stage of a ranking cascade: a smaller model of the same features and heads (e.g.
+/// `models/ranker-first.onnx`, 15 trees per head against the ranker's 75) ranks every candidate
+/// with the same head weights, and only its best `keep` go on to the model, with every
+/// exploration and trending candidate (they have slots of their own on the page). Loaded at
+/// start; model hot reload swaps the main model only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FirstStageConfig {
+    /// The first-stage ONNX model; empty (the default): no cascade, the model scores every candidate.
+    #[serde(default)]
+    pub model: PathBuf,
+    /// Its metadata; empty: the model's path with `.json`.
+    #[serde(default)]
+    pub metadata: PathBuf,
+    /// Candidates the model scores after the first stage (150: three pages of 50).
+    #[serde(default = "default_first_stage_keep")]
+    pub keep: usize,
+}
+
+impl Default for FirstStageConfig {
+    fn default() -> Self {
+        Self { model: PathBuf::new(), metadata: PathBuf::new(), keep: default_first_stage_keep() }
+    }
+}
+
+fn default_first_stage_keep() -> usize {
+    150
 }
 
 /// The model guard compares, online, the model's and the fallback's top 10 of every answer
@@ -338,6 +371,7 @@ impl Default for RankingConfig {
             demote_penalty: default_demote_penalty(),
             reload_check_ms: default_reload_check_ms(),
             guard: GuardConfig::default(),
+            first_stage: FirstStageConfig::default(),
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct RankStats {
     pub probes: u64,
     /// Model batches that failed (answered by the fallback).
     pub model_errors: u64,
+    /// Requests whose candidates the cascade's first stage cut to `ranking.first_stage.keep`.
+    pub first_stage: u64,
+    /// First-stage batches that failed (the model scored every candidate).
+    pub first_stage_errors: u64,
     /// Shadow requests answered.
     pub shadow: u64,
     /// Service times (µs) of every request.
@@ -95,6 +99,8 @@ impl RankStats {
         self.guarded += other.guarded;
         self.probes += other.probes;
         self.model_errors += other.model_errors;
+        self.first_stage += other.first_stage;
+        self.first_stage_errors += other.first_stage_errors;
         self.shadow += other.shadow;
         self.service_us.extend_from_slice(&other.service_us);
         self.candidates.extend_from_slice(&other.candidates);
@@ -134,6 +140,10 @@ impl RankStats {
 pub struct Ranker {
     config: Config,
     scorer: Scorer,
+    /// The cascade's first stage (`ranking.first_stage`), if configured and loaded.
+    first_stage: Option<Box<OnnxScorer>>,
+    /// Why the configured first stage is not in use.
+    first_stage_error: Option<String>,
     /// Posts served per user with the time served.
     served: FastMap<u64, FastMap<u64, i64>>,
     /// The trending pool: post → (category, entry).
@@ -185,12 +195,51 @@ pub fn open_scorer(config: &Config) -> Scorer {
     }
 }
 
+/// Opens the cascade's first stage of `config` for one worker: `Ok(None)` when none is
+/// configured (or no model is: the fallback needs no cascade).
+pub fn open_first_stage(config: &Config) -> Result<Option<OnnxScorer>, String> {
+    let first = &config.ranking.first_stage;
+    let Some(settings) = scorer_settings(config).filter(|_| !first.model.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    let metadata =
+        if first.metadata.as_os_str().is_empty() { first.model.with_extension("json") } else { first.metadata.clone() };
+    let settings = ScorerSettings { model: first.model.clone(), metadata, ..settings };
+    OnnxScorer::load(&settings, &FEATURES, &HEADS)
+        .map(Some)
+        .map_err(|e| format!("ranking.first_stage is not used (the model scores every candidate): {e}"))
+}
+
 impl Ranker {
+    /// Sets the cascade's first stage, as [`open_first_stage`] opened it.
+    pub fn set_first_stage(&mut self, first: Result<Option<OnnxScorer>, String>) {
+        match first {
+            Ok(first) => self.first_stage = first.map(Box::new),
+            Err(why) => self.first_stage_error = Some(why),
+        }
+    }
+
+    /// What the summary says of the cascade: the first stage's model and `keep`, or why it is off;
+    /// `None` when none is configured.
+    pub fn first_stage_note(&self) -> Option<String> {
+        match (&self.first_stage, &self.first_stage_error) {
+            (Some(first), _) => Some(format!(
+                "first stage {}: the model scores its best {} candidates",
+                first.model_id(),
+                self.config.ranking.first_stage.keep
+            )),
+            (None, Some(why)) => Some(why.clone()),
+            (None, None) => None,
+        }
+    }
+
     /// A ranker with the given scorer.
     pub fn new(config: &Config, scorer: Scorer) -> Self {
         Self {
             config: config.clone(),
             scorer,
+            first_stage: None,
+            first_stage_error: None,
             served: FastMap::default(),
             pool: BTreeMap::new(),
             stats: RankStats::default(),
@@ -388,7 +437,7 @@ impl Ranker {
 
         // Only the chosen rows get their post's content: from this worker's user side, which has
         // every upload a shard knows (uploads reach both sides at their tick).
-        let (chosen, content): (Vec<usize>, Vec<&KnownPost>) = (0..rows.len())
+        let (mut chosen, mut content): (Vec<usize>, Vec<&KnownPost>) = (0..rows.len())
             .filter(|i| unseen[*i] && proposed[*i].by.iter().any(|b| *b))
             .filter_map(|i| {
                 let post = users.known_post(rows[i].post_id);
@@ -410,6 +459,53 @@ impl Ranker {
         // Score: the model's heads combined with the configured weights, or the fallback.
         let weights = self.config.ranking.heads.as_array();
         let guarded = context.guard_target.is_none() && self.guard.prefers_fallback();
+        // A cascade: the first stage ranks every candidate and the model scores only its best
+        // `keep`, with the exploration and trending candidates (they have slots of their own).
+        // Not for guard probes: they compare the model with the fallback on the same candidates.
+        let keep = self.config.ranking.first_stage.keep;
+        if let (Some(first), Scorer::Model(_), false, None) =
+            (&mut self.first_stage, &self.scorer, guarded, context.guard_target)
+        {
+            if chosen.len() > keep {
+                match first.score(&matrix) {
+                    Ok(h) if h.len() == chosen.len() * HEADS.len() && h.iter().all(|x| x.is_finite()) => {
+                        let r = &self.config.ranking;
+                        let first_score = |n: usize| -> f64 {
+                            let row = &rows[chosen[n]];
+                            h[n * HEADS.len()..(n + 1) * HEADS.len()]
+                                .iter()
+                                .zip(weights)
+                                .map(|(p, w)| *p as f64 * w)
+                                .sum::<f64>()
+                                - r.safety_penalty * row.safety_max as f64
+                                - if row.demoted { r.demote_penalty } else { 0.0 }
+                        };
+                        let scored: Vec<f64> = (0..chosen.len()).map(first_score).collect();
+                        let mut order: Vec<usize> = (0..chosen.len()).collect();
+                        order.sort_by(|a, b| scored[*b].total_cmp(&scored[*a]).then(a.cmp(b)));
+                        let mut kept = vec![false; chosen.len()];
+                        order.into_iter().take(keep).for_each(|n| kept[n] = true);
+                        for (n, i) in chosen.iter().enumerate() {
+                            kept[n] |= proposed[*i].by[3] || proposed[*i].by[6];
+                        }
+                        let mut next = 0;
+                        for n in 0..chosen.len() {
+                            if kept[n] {
+                                chosen[next] = chosen[n];
+                                content[next] = content[n];
+                                matrix.copy_within(n * width..(n + 1) * width, next * width);
+                                next += 1;
+                            }
+                        }
+                        chosen.truncate(next);
+                        content.truncate(next);
+                        matrix.truncate(next * width);
+                        self.stats.first_stage += 1;
+                    }
+                    _ => self.stats.first_stage_errors += 1,
+                }
+            }
+        }
         let mut heads: Option<Vec<f32>> = None;
         if let (Scorer::Model(model), false) = (&mut self.scorer, guarded) {
             let scoring = Instant::now();

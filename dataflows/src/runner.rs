@@ -14,7 +14,7 @@ use crate::model::{tick_of, PostInfo, TrendEntry, TrendingChange, Velocity};
 use crate::model_reload::watch_model;
 use crate::pools::fresh_pool;
 use crate::posts::{post_registry, route_event, PostState, Registry, RegistryOutput, ShardInput};
-use crate::rank::{open_scorer, rank_requests, scorer_settings, RankInput, RankOutput, Ranker};
+use crate::rank::{open_first_stage, open_scorer, rank_requests, scorer_settings, RankInput, RankOutput, Ranker};
 use crate::serving::Served;
 use crate::snapshot::{snapshot, Contents};
 use crate::stats::{Counters, Summary};
@@ -441,6 +441,7 @@ fn run_worker(
     let registry = Rc::new(RefCell::new(Registry::new(config)));
     let users = Rc::new(RefCell::new(Users::new(config)));
     let mut ranker = Ranker::new(config, open_scorer(config));
+    ranker.set_first_stage(open_first_stage(config));
     ranker.log_shadow_candidates = options.log_shadow_candidates;
     ranker.log_guard = index == 0;
     ranker.observe(metrics.clone(), if let Mode::Live(live) = mode { Some(live.clock.clone()) } else { None });
@@ -693,6 +694,7 @@ fn run_worker(
     c.rank = rank.stats.clone();
     c.model = rank.model_id();
     c.fallback_reason = rank.fallback_reason().map(str::to_string);
+    c.first_stage = rank.first_stage_note();
     c.registry = reg.stats.clone();
     c.index_size = reg.index_len() as u64;
     c.users = users.users.len() as u64;

@@ -33,6 +33,8 @@ pub struct Counters {
     pub fallback_reason: Option<String>,
     /// The model id responses carry.
     pub model: String,
+    /// The ranking cascade's first stage, or why the configured one is off (first worker's).
+    pub first_stage: Option<String>,
 }
 
 impl Counters {
@@ -56,6 +58,9 @@ impl Counters {
         }
         if self.model.is_empty() {
             self.model = other.model.clone();
+        }
+        if self.first_stage.is_none() {
+            self.first_stage = other.first_stage.clone();
         }
     }
 
@@ -196,6 +201,12 @@ impl fmt::Display for Summary {
         )?;
         if r.probes > 0 {
             write!(f, "\n  guard     {} probes scored by the model and the fallback", r.probes)?;
+        }
+        if let Some(first) = &c.first_stage {
+            write!(f, "\n  cascade   {first}; {} requests cut by it", r.first_stage)?;
+            if r.first_stage_errors > 0 {
+                write!(f, ", {} first-stage batches failed (the model scored every candidate)", r.first_stage_errors)?;
+            }
         }
         for note in &self.notes {
             write!(f, "\n{note}")?;

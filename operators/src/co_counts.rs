@@ -291,7 +291,7 @@ impl CoCounts {
     pub fn related_normalized(&self, anchors: &[u64], k: usize, accept: impl Fn(u64) -> bool) -> Vec<Related> {
         let items = self.related_scored(anchors);
         let mut best: Vec<Related> =
-            top_accepted(&items, k, |r| r.score, &accept).into_iter().map(|i| items[i].clone()).collect();
+            top_accepted(&items, k, |r| r.score, &accept).into_iter().map(|i| items[i]).collect();
         best.sort_by(by_score);
         best
     }
