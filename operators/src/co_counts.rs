@@ -523,7 +523,7 @@ mod tests {
             same_related(&co.related_by_both(&anchors, 3, |_| true), &want, tick);
             // With a filter: the best of the accepted items, as if the others were not there (the
             // shortlist of 2k is widened when the filter empties it).
-            let accept = |i: u64| i % 3 != 0;
+            let accept = |i: u64| !i.is_multiple_of(3);
             let all_ok: Vec<Related> = all.iter().filter(|r| accept(r.item)).copied().collect();
             same_related(&co.related_normalized(&anchors, 2, accept), &all_ok[..all_ok.len().min(2)], tick);
             let mut by_recent_ok = all_ok.clone();
