@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -37,6 +37,9 @@ pub enum KafkaError {
     /// An input topic does not exist on the broker.
     #[error("kafka: topic {0:?} does not exist (create it with `feedflow topics create`)")]
     MissingTopic(String),
+    /// A topic could not be read to its end in time.
+    #[error("kafka: {0}")]
+    Incomplete(String),
 }
 
 impl KafkaError {
@@ -44,6 +47,7 @@ impl KafkaError {
     pub fn retryable(&self) -> bool {
         match self {
             KafkaError::Config(_) | KafkaError::MissingTopic(_) => false,
+            KafkaError::Incomplete(_) => true,
             KafkaError::Client { source, .. } => matches!(
                 source.rdkafka_error_code(),
                 Some(
@@ -191,6 +195,75 @@ pub fn partition_count<C: ConsumerContext>(
     }
 }
 
+/// Which records of a partition [`read_headers`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Records {
+    /// Only the last one.
+    Last,
+    /// Every one.
+    All,
+}
+
+/// The value of header `name` on the last (or every) record of each of `partitions` partitions of
+/// `topic`, in offset order; records without it are left out. Gives up after `timeout`.
+pub fn read_headers(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: usize,
+    name: &str,
+    which: Records,
+    timeout: Duration,
+) -> Result<Vec<Vec<Vec<u8>>>, KafkaError> {
+    let consumer: BaseConsumer = consumer_settings(kafka, &format!("{}-delivered", kafka.client_id))?
+        .create()
+        .map_err(client_error("creating the consumer of the outputs"))?;
+    let mut found = vec![Vec::new(); partitions];
+    // Partition → the offset of its last record, while it is still to be read up to.
+    let mut last = BTreeMap::new();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(client_error(&format!("reading the offsets of {topic}/{p}")))?;
+        if high > low {
+            let from = if which == Records::Last { high - 1 } else { low };
+            list.add_partition_offset(topic, p, Offset::Offset(from))
+                .map_err(client_error(&format!("seeking {topic}/{p}")))?;
+            last.insert(p, high - 1);
+        }
+    }
+    if last.is_empty() {
+        return Ok(found);
+    }
+    consumer.assign(&list).map_err(client_error(&format!("assigning the partitions of {topic}")))?;
+    let deadline = Instant::now() + timeout;
+    while !last.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Incomplete(format!(
+                "{topic}: partitions {:?} not read to their end within {timeout:?}",
+                last.keys().collect::<Vec<_>>()
+            )));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let p = m.partition();
+                if let Some(value) = header_value(&m, name) {
+                    found[p as usize].push(value.to_vec());
+                }
+                if last.get(&p).is_some_and(|end| m.offset() >= *end) {
+                    last.remove(&p);
+                }
+            }
+            Some(Err(RdError::PartitionEOF(p))) => {
+                last.remove(&p);
+            }
+            Some(Err(e)) => return Err(client_error(&format!("reading {topic}"))(e)),
+            None => {}
+        }
+    }
+    Ok(found)
+}
+
 /// The input partitions one worker reads: partition `p` of every input topic
 /// goes to worker `p mod workers`. Returns (source index, topic, partition).
 pub fn assignment(kafka: &KafkaConfig, counts: &[usize; 3], worker: usize, workers: usize) -> Vec<(u32, String, i32)> {
@@ -270,13 +343,79 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// The header that carries an output record's position in the engine's output order
+/// (`dataflows::delivered`): what a restart reads back to skip what was already delivered.
+pub const POSITION_HEADER: &str = "feedflow-position";
+
+/// One output message.
+#[derive(Clone, Copy, Debug)]
+pub struct OutRecord<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// An explicit partition, or none for librdkafka's partitioner.
+    pub partition: Option<i32>,
+    /// The key (user_id for responses).
+    pub key: Option<&'a [u8]>,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// The value of the [`POSITION_HEADER`] header, if any.
+    pub position: Option<&'a [u8]>,
+    /// For responses: when the request arrived (delivery latency).
+    pub arrival: Option<Instant>,
+}
+
+impl OutRecord<'_> {
+    fn base(&self) -> BaseRecord<'_, [u8], [u8], Box<Delivery>> {
+        let delivery = Delivery { arrival: self.arrival, partition: self.partition };
+        let mut record = BaseRecord::with_opaque_to(self.topic, Box::new(delivery)).payload(self.payload);
+        if let Some(k) = self.key {
+            record = record.key(k);
+        }
+        if let Some(p) = self.partition {
+            record = record.partition(p);
+        }
+        if let Some(position) = self.position {
+            record = record.headers(OwnedHeaders::new().insert(Header { key: POSITION_HEADER, value: Some(position) }));
+        }
+        record
+    }
+}
+
+/// What a delivery report needs back: the request's arrival, and the partition asked for
+/// (a message sent again goes to the same one).
+#[derive(Debug)]
+pub struct Delivery {
+    arrival: Option<Instant>,
+    partition: Option<i32>,
+}
+
 /// A message whose delivery failed, kept to be sent again.
 #[derive(Debug)]
 struct Failed {
     topic: String,
+    partition: Option<i32>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    position: Option<Vec<u8>>,
     arrival: Option<Instant>,
+}
+
+impl Failed {
+    fn record(&self) -> OutRecord<'_> {
+        OutRecord {
+            topic: &self.topic,
+            partition: self.partition,
+            key: self.key.as_deref(),
+            payload: &self.payload,
+            position: self.position.as_deref(),
+            arrival: self.arrival,
+        }
+    }
+}
+
+/// The value of `name` among a message's headers.
+pub fn header_value<'a, M: Message>(message: &'a M, name: &str) -> Option<&'a [u8]> {
+    message.headers()?.iter().find(|h| h.key == name).and_then(|h| h.value)
 }
 
 /// Called for every delivery report: the topic, whether it succeeded (a failed
@@ -310,14 +449,15 @@ impl ClientContext for OutputContext {
 }
 
 impl ProducerContext for OutputContext {
-    type DeliveryOpaque = Box<Option<Instant>>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, arrival: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
+        let arrival = delivery.arrival;
         match result {
             Ok(message) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Some(f) = &self.on_delivered {
-                    f(message.topic(), true, *arrival);
+                    f(message.topic(), true, arrival);
                 }
             }
             Err((error, message)) => {
@@ -332,9 +472,11 @@ impl ProducerContext for OutputContext {
                 );
                 self.failed.lock().unwrap_or_else(|e| e.into_inner()).push(Failed {
                     topic: message.topic().to_string(),
+                    partition: delivery.partition,
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().unwrap_or_default().to_vec(),
-                    arrival: *arrival,
+                    position: header_value(message, POSITION_HEADER).map(<[u8]>::to_vec),
+                    arrival,
                 });
             }
         }
@@ -373,18 +515,20 @@ impl OutputProducer {
 
     /// Queues one message; waits while librdkafka's queue is full.
     pub fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], arrival: Option<Instant>) {
+        self.send_record(OutRecord { topic, partition: None, key, payload, position: None, arrival });
+    }
+
+    /// Queues one message with its partition and position; waits while librdkafka's queue is full.
+    pub fn send_record(&self, record: OutRecord<'_>) {
         self.resend_failed();
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(arrival)).payload(payload);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        let mut record = record;
+        self.enqueue(record.base());
+        self.producer.context().counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) {
         loop {
             match self.producer.send(record) {
-                Ok(()) => {
-                    self.producer.context().counters.sent.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+                Ok(()) => return,
                 Err((_, back)) => {
                     // Queue full (or a transient local error): let deliveries drain and try again.
                     record = back;
@@ -396,21 +540,8 @@ impl OutputProducer {
 
     fn resend_failed(&self) {
         let failed = std::mem::take(&mut *self.producer.context().failed.lock().unwrap_or_else(|e| e.into_inner()));
-        for f in failed {
-            let mut record = BaseRecord::with_opaque_to(&f.topic, Box::new(f.arrival)).payload(&f.payload);
-            if let Some(k) = &f.key {
-                record = record.key(k);
-            }
-            let mut record = record;
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        record = back;
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
+        for f in &failed {
+            self.enqueue(f.record().base());
         }
     }
 

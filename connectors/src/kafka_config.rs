@@ -77,6 +77,12 @@ pub struct KafkaConfig {
     /// Use the idempotent producer for the output topics (no duplicates on retries).
     #[serde(default = "default_true")]
     pub idempotent: bool,
+    /// Exactly-once outputs across restarts (README, Live mode): every output record carries its
+    /// position in the engine's deterministic output order, and on start the engine reads what
+    /// each output partition already holds and does not send it again. Turn it off to answer a
+    /// log a second time into topics that already hold answers to it.
+    #[serde(default = "default_true")]
+    pub skip_delivered_outputs: bool,
     /// On shutdown, wait at most this long for in-flight output messages; what is
     /// still undelivered then is reported, never dropped silently.
     #[serde(default = "default_flush_timeout_ms")]
@@ -217,6 +223,7 @@ impl Default for KafkaConfig {
             max_request_wait_ms: default_max_request_wait_ms(),
             poll_ms: default_poll_ms(),
             idempotent: true,
+            skip_delivered_outputs: true,
             flush_timeout_ms: default_flush_timeout_ms(),
             client: BTreeMap::new(),
             secrets: BTreeMap::new(),

@@ -17,10 +17,12 @@
 //! - [`runner`]: run the graph on N workers over a log (file mode) or Kafka topics (live mode).
 //! - [`live`]: live event time: the frontier from the partitions' progress.
 //! - [`live_input`]: live mode's Kafka input, one worker per partition set.
+//! - [`delivered`]: exactly-once outputs: each output record's position, and what a restart skips.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`stats`]: counters and the run summary.
 
 pub mod candidates;
+pub mod delivered;
 pub mod features;
 pub mod interest;
 pub mod live;

@@ -7,6 +7,7 @@
 //! tick, a rejected one goes to the DLQ with its topic, partition and offset.
 //! The input frontier follows the [`LiveClock`] shared by the process's workers.
 
+use crate::delivered::Delivered;
 use crate::live::{LiveClock, WallClock};
 use crate::metrics::Metrics;
 use crate::model::tick_of;
@@ -26,7 +27,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,10 @@ pub struct Live {
     latencies_us: Arc<Mutex<Vec<u32>>>,
     /// Stage latencies (µs) for the summary, in the order of [`RequestStage`].
     stages_us: Mutex<[Vec<u32>; 2]>,
+    /// Partitions of each output topic.
+    output_partitions: BTreeMap<String, usize>,
+    /// What the output topics already held at start (exactly-once outputs; `delivered`).
+    pub(crate) delivered: Delivered,
 }
 
 /// A point on a request's way from the consumer to the producer.
@@ -105,6 +110,7 @@ impl Live {
         let metadata = input_consumer(kafka, lag.clone(), errors.clone())?;
         let started = Instant::now();
         let mut counts = [0usize; 3];
+        let mut output_partitions = BTreeMap::new();
         for (topic, _) in kafka.all_topics() {
             let n = loop {
                 match partition_count(&metadata, &topic, Duration::from_secs(5)) {
@@ -116,11 +122,25 @@ impl Live {
                     Err(e) => return Err(e.into()),
                 }
             };
-            if let Some(i) = INPUT_TOPICS.iter().position(|r| kafka.topic(r) == topic) {
-                counts[i] = n;
+            match INPUT_TOPICS.iter().position(|r| kafka.topic(r) == topic) {
+                Some(i) => counts[i] = n,
+                None => {
+                    output_partitions.insert(topic, n);
+                }
             }
         }
         drop(metadata);
+        let delivered = if kafka.skip_delivered_outputs {
+            let dlq = kafka.topic("dlq");
+            let outputs: Vec<_> = output_partitions.iter().map(|(t, n)| (t.clone(), *n, *t == dlq)).collect();
+            let delivered = Delivered::read(kafka, &outputs)?;
+            for line in delivered.describe() {
+                eprintln!("[feedflow] already delivered by an earlier run, not sent again: {line}");
+            }
+            delivered
+        } else {
+            Delivered::none()
+        };
         let metrics = control.metrics.clone();
         let latencies_us = Arc::new(Mutex::new(Vec::new()));
         let latencies = latencies_us.clone();
@@ -159,6 +179,8 @@ impl Live {
             control,
             latencies_us,
             stages_us: Mutex::new([Vec::new(), Vec::new()]),
+            output_partitions,
+            delivered,
         })
     }
 
@@ -176,8 +198,12 @@ impl Live {
             }
         };
         format!(
-            "  outputs   {} messages delivered, {} failed deliveries sent again; request latency (arrival → delivered) P50 {:.1} ms, P99 {:.1} ms over {} requests (tick closed at the input P50 {:.1} ms, answered P50 {:.1} ms)",
+            "  outputs   {} messages delivered{}, {} failed deliveries sent again; request latency (arrival → delivered) P50 {:.1} ms, P99 {:.1} ms over {} requests (tick closed at the input P50 {:.1} ms, answered P50 {:.1} ms)",
             c.delivered.load(Ordering::Relaxed),
+            match self.delivered.skipped.load(Ordering::Relaxed) {
+                0 => String::new(),
+                n => format!(" ({n} skipped: an earlier run had delivered them)"),
+            },
             c.failed.load(Ordering::Relaxed),
             pct(&mut l, 0.5),
             pct(&mut l, 0.99),
@@ -185,6 +211,11 @@ impl Live {
             pct(&mut closed, 0.5),
             pct(&mut answered, 0.5),
         )
+    }
+
+    /// The number of partitions of an output topic.
+    pub(crate) fn output_partitions(&self, topic: &str) -> usize {
+        self.output_partitions.get(topic).copied().unwrap_or(1)
     }
 
     /// The arrival time of the request read at `position`, forgotten once taken.
@@ -199,7 +230,7 @@ impl Live {
         self.stages_us.lock().unwrap_or_else(|e| e.into_inner())[stage as usize].push(us);
     }
 
-    fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.control.metrics
     }
 }

@@ -7,6 +7,7 @@
 //! on worker 0, sorted within each tick, and written as JSONL files or
 //! produced to the output topics.
 
+use crate::delivered::{output_partition, OutputPosition};
 use crate::interest::{Interests, UserVectors};
 use crate::live_input::{drive_kafka, Live, LiveControl, RequestStage};
 use crate::metrics::Metrics;
@@ -24,7 +25,7 @@ use differential_dataflow::AsCollection;
 use feedflow_connectors::config::Config;
 use feedflow_connectors::event::{Event, EventBody, Position};
 use feedflow_connectors::jsonl::{FileError, LineReader, LineSink, Pacer};
-use feedflow_connectors::kafka::{KafkaError, OutputProducer};
+use feedflow_connectors::kafka::{KafkaError, OutRecord, OutputProducer};
 use feedflow_connectors::{decode, peek_ts, DecodeLimits, DlqRecord};
 use feedflow_operators::dedupe::{Dedupe, SeenIds};
 use feedflow_operators::exchange::exchange;
@@ -186,17 +187,24 @@ enum OutputSink {
     Topic { producer: Arc<OutputProducer>, topic: String, live: Arc<Live> },
 }
 
-/// A record for an output: its key (user_id for responses), the request it answers, its JSON.
+/// A record for an output: its key (user_id for responses), the request it answers, its place in
+/// the stream's output order (exactly-once outputs, `delivered`), its JSON.
 struct OutputLine {
     key: Option<u64>,
     request: Option<Position>,
+    position: OutputPosition,
     json: String,
 }
 
 impl OutputLine {
-    fn plain(json: String) -> Self {
-        Self { key: None, request: None, json }
+    fn plain(position: OutputPosition, json: String) -> Self {
+        Self { key: None, request: None, position, json }
     }
+}
+
+/// The `seq`-th record a stream writes for `tick`.
+fn at_tick(tick: u64, seq: usize) -> OutputPosition {
+    OutputPosition::Tick { tick, seq: seq as u64 }
 }
 
 type Writer = Rc<RefCell<Option<OutputSink>>>;
@@ -227,13 +235,28 @@ fn write_lines(writer: &Writer, error: &Rc<RefCell<Option<String>>>, lines: impl
             }
         }
         Some(OutputSink::Topic { producer, topic, live }) => {
+            let partitions = live.output_partitions(topic);
             for line in lines {
                 let key = line.key.map(|k| k.to_string());
+                let key = key.as_deref().map(str::as_bytes);
+                let partition = output_partition(key, partitions);
                 let arrival = line.request.and_then(|p| live.take_arrival(&p));
+                if live.delivered.skip(topic, partition, &line.position) {
+                    live.metrics().output.with_label_values(&[topic, "skipped_delivered"]).inc();
+                    continue;
+                }
                 if let Some(at) = arrival {
                     live.record_stage(RequestStage::Answered, at.elapsed());
                 }
-                producer.send(topic, key.as_deref().map(str::as_bytes), line.json.as_bytes(), arrival);
+                let position = line.position.encode();
+                producer.send_record(OutRecord {
+                    topic,
+                    partition: Some(partition),
+                    key,
+                    payload: line.json.as_bytes(),
+                    position: Some(position.as_bytes()),
+                    arrival,
+                });
             }
         }
     }
@@ -556,16 +579,21 @@ fn run_worker(
             .tick_batch(
                 "ResponseSink",
                 |_| 0,
-                move |_tick, mut batch: Vec<Served>, _out: &mut Vec<()>| {
+                move |tick, mut batch: Vec<Served>, _out: &mut Vec<()>| {
                     batch.sort_by_key(|s| (s.ts, s.position));
-                    let responses = batch.iter().map(|s| OutputLine {
+                    let responses = batch.iter().enumerate().map(|(seq, s)| OutputLine {
                         key: Some(s.user_id),
                         request: Some(s.position),
+                        position: at_tick(tick, seq),
                         json: s.response.clone(),
                     });
                     write_lines(&writers.0, &sink_error, responses);
-                    let impressions = batch.iter().filter_map(|s| {
-                        s.impression.clone().map(|json| OutputLine { key: Some(s.user_id), request: None, json })
+                    let impressions = batch.iter().filter_map(|s| Some((s.user_id, s.impression.clone()?)));
+                    let impressions = impressions.enumerate().map(|(seq, (user, json))| OutputLine {
+                        key: Some(user),
+                        request: None,
+                        position: at_tick(tick, seq),
+                        json,
                     });
                     write_lines(&writers.1, &sink_error, impressions);
                 },
@@ -596,15 +624,18 @@ fn run_worker(
                     changes.sort_by(|a, b| (a.0 .0, a.1, &a.0 .2).cmp(&(b.0 .0, b.1, &b.0 .2)));
                     *written.borrow_mut() += changes.len() as u64;
                     pool_metrics.trending_pool.add(changes.iter().map(|(_, d)| *d as i64).sum());
-                    let lines = changes.into_iter().map(|((post_id, category, entry), diff)| {
-                        OutputLine::plain(trending_json(&TrendingChange {
-                            ts: ((tick + 1) * tick_ms) as i64,
-                            post_id,
-                            category,
-                            velocity_ratio: entry.ratio.value(),
-                            recent: entry.recent_milli as f64 / 1000.0,
-                            diff: diff as i64,
-                        }))
+                    let lines = changes.into_iter().enumerate().map(|(seq, ((post_id, category, entry), diff))| {
+                        OutputLine::plain(
+                            at_tick(tick, seq),
+                            trending_json(&TrendingChange {
+                                ts: ((tick + 1) * tick_ms) as i64,
+                                post_id,
+                                category,
+                                velocity_ratio: entry.ratio.value(),
+                                recent: entry.recent_milli as f64 / 1000.0,
+                                diff: diff as i64,
+                            }),
+                        )
                     });
                     write_lines(&writer, &sink_error, lines);
                 },
@@ -618,7 +649,12 @@ fn run_worker(
             |_| 0,
             move |_tick, mut batch: Vec<DlqRecord>, _out: &mut Vec<()>| {
                 batch.sort();
-                write_lines(&writer, &sink_error, batch.iter().map(|r| OutputLine::plain(r.to_json())));
+                // A rejected message's tick depends on when it arrived; its input position does not.
+                let lines = batch.iter().map(|r| {
+                    let Position { source, partition, offset } = r.position;
+                    OutputLine::plain(OutputPosition::Input { source, partition, offset }, r.to_json())
+                });
+                write_lines(&writer, &sink_error, lines);
             },
         )
         .probe_with(&probe);

@@ -2,16 +2,18 @@
 
 Assigns every partition explicitly (no consumer group), reads each topic from
 its start to its end, and prints per topic: messages, valid responses (JSON
-with request_id and items), and messages keyed by their user_id.
+with request_id and items), and messages keyed by their user_id. With --dump DIR,
+also writes each topic's values to DIR/<topic>.jsonl, one per line.
 """
 import argparse
 import json
+import os
 import sys
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 
-def read_topic(brokers, topic, timeout_s):
+def read_topic(brokers, topic, timeout_s, values=None):
     consumer = Consumer({
         "bootstrap.servers": brokers,
         "group.id": "feedflow-python-reader",
@@ -39,6 +41,8 @@ def read_topic(brokers, topic, timeout_s):
             raise SystemExit(f"{topic}: {message.error()}")
         at_end.discard(message.partition())
         stats["messages"] += 1
+        if values is not None:
+            values.append(message.value().decode())
         value = json.loads(message.value())
         if "request_id" in value and isinstance(value.get("items"), list):
             stats["valid_responses"] += 1
@@ -54,8 +58,16 @@ def main():
     parser.add_argument("--brokers", required=True)
     parser.add_argument("--topic", action="append", required=True)
     parser.add_argument("--timeout", type=int, default=60)
+    parser.add_argument("--dump", help="directory for each topic's values, <topic>.jsonl")
     args = parser.parse_args()
-    json.dump({t: read_topic(args.brokers, t, args.timeout) for t in args.topic}, sys.stdout)
+    stats = {}
+    for topic in args.topic:
+        values = [] if args.dump else None
+        stats[topic] = read_topic(args.brokers, topic, args.timeout, values)
+        if args.dump:
+            with open(os.path.join(args.dump, f"{topic}.jsonl"), "w") as out:
+                out.writelines(v + "\n" for v in values)
+    json.dump(stats, sys.stdout)
 
 
 if __name__ == "__main__":
